@@ -1,0 +1,224 @@
+"""UI -> API conversion, /object_info, overrides and the headless executor on small stand-in nodes.
+
+The stand-ins are plain classes in ComfyUI's classic form, so these tests pin the conversion rules
+(widget order, control_after_generate, links through Reroute / PrimitiveNode / bypassed nodes,
+muted nodes) independently of the pack's own nodes.
+"""
+
+import copy
+import json
+
+import pytest
+
+from sora_core import executor, workflow
+from sora_core.workflow import WorkflowError
+
+
+class MakeNumber:
+    CATEGORY = "test"
+    DESCRIPTION = "A number from a seed."
+    RETURN_TYPES = ("NUM",)
+    RETURN_NAMES = ("number",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "seed": ("INT", {"default": 0, "min": 0, "max": 100, "control_after_generate": True}),
+            "scale": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0}),
+            "mode": (["add", "mul"], {"default": "add"}),
+        }}
+
+    def run(self, seed, scale, mode):
+        return (seed + scale if mode == "add" else seed * scale,)
+
+
+class Combine:
+    CATEGORY = "test"
+    RETURN_TYPES = ("NUM",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"a": ("NUM",), "offset": ("INT", {"default": 0, "min": -5, "max": 5})},
+                "optional": {"b": ("NUM",), "label": ("STRING", {"default": "x", "multiline": True})}}
+
+    def run(self, a, offset, b=0.0, label="x"):
+        return (a + b + offset,)
+
+
+class Show:
+    CATEGORY = "test"
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"value": ("NUM",)}, "hidden": {"node": "UNIQUE_ID"}}
+
+    def run(self, value, node=None):
+        return {"ui": {"value": [value], "node": [node]}}
+
+
+CLASSES = {"MakeNumber": MakeNumber, "Combine": Combine, "Show": Show}
+INFO = workflow.object_info_from_classes(CLASSES, {"MakeNumber": "Make number"})
+
+
+def ui_graph():
+    """MakeNumber(1) -> Reroute(2) -> Combine(3).a ; PrimitiveNode(4) -> Combine.offset ; Combine -> Show(5)."""
+    return {
+        "last_node_id": 6, "last_link_id": 5, "version": 0.4,
+        "nodes": [
+            {"id": 1, "type": "MakeNumber", "mode": 0, "widgets_values": [7, "randomize", 2.0, "mul"],
+             "outputs": [{"name": "number", "type": "NUM", "links": [1]}]},
+            {"id": 2, "type": "Reroute", "mode": 0, "inputs": [{"name": "", "type": "*", "link": 1}],
+             "outputs": [{"name": "", "type": "NUM", "links": [2]}]},
+            {"id": 3, "type": "Combine", "mode": 0, "widgets_values": [0, "hello"],
+             "inputs": [{"name": "a", "type": "NUM", "link": 2},
+                        {"name": "offset", "type": "INT", "widget": {"name": "offset"}, "link": 3}],
+             "outputs": [{"name": "NUM", "type": "NUM", "links": [4]}]},
+            {"id": 4, "type": "PrimitiveNode", "mode": 0, "widgets_values": [3, "fixed"],
+             "outputs": [{"name": "INT", "type": "INT", "widget": {"name": "offset"}, "links": [3]}]},
+            {"id": 5, "type": "Show", "mode": 0, "inputs": [{"name": "value", "type": "NUM", "link": 4}]},
+            {"id": 6, "type": "Note", "mode": 0, "widgets_values": ["a note"]},
+        ],
+        "links": [[1, 1, 0, 2, 0, "NUM"], [2, 2, 0, 3, 0, "NUM"], [3, 4, 0, 3, 1, "INT"],
+                  [4, 3, 0, 5, 0, "NUM"]],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# object_info
+# ---------------------------------------------------------------------------------------------
+
+def test_object_info_has_the_server_keys_and_is_json():
+    info = INFO["MakeNumber"]
+    assert info["input_order"] == {"required": ["seed", "scale", "mode"]}
+    assert info["output"] == ["NUM"] and info["output_name"] == ["number"]
+    assert info["output_is_list"] == [False]
+    assert info["display_name"] == "Make number" and INFO["Combine"]["display_name"] == "Combine"
+    assert info["output_node"] is False and INFO["Show"]["output_node"] is True
+    assert info["input"]["required"]["mode"][0] == ["add", "mul"]
+    assert json.loads(json.dumps(INFO)) == INFO
+
+
+# ---------------------------------------------------------------------------------------------
+# UI -> API
+# ---------------------------------------------------------------------------------------------
+
+def test_ui_to_api_maps_widgets_controls_reroutes_and_primitives():
+    api = workflow.ui_to_api(ui_graph(), INFO)
+    assert set(api) == {"1", "3", "5"}                       # virtual nodes dropped
+    assert api["1"]["inputs"] == {"seed": 7, "scale": 2.0, "mode": "mul"}   # control value skipped
+    assert api["3"]["inputs"]["a"] == ["1", 0]               # through the reroute
+    assert api["3"]["inputs"]["offset"] == 3                 # the primitive's value wins over the widget
+    assert api["3"]["inputs"]["label"] == "hello"
+    assert api["5"]["inputs"] == {"value": ["3", 0]}
+    assert api["1"]["_meta"]["title"] == "Make number"
+
+
+def test_ui_to_api_accepts_link_objects_and_seed_without_control_value():
+    ui = ui_graph()
+    keys = ("id", "origin_id", "origin_slot", "target_id", "target_slot", "type")
+    ui["links"] = [dict(zip(keys, link)) for link in ui["links"]]
+    ui["nodes"][0]["widgets_values"] = [7, 2.0, "mul"]      # saved without the control widget
+    api = workflow.ui_to_api(ui, INFO)
+    assert api["1"]["inputs"] == {"seed": 7, "scale": 2.0, "mode": "mul"}
+    assert api["3"]["inputs"]["a"] == ["1", 0]
+
+
+def test_bypassed_node_passes_its_input_through_and_muted_node_is_dropped():
+    ui = ui_graph()
+    ui["nodes"][2]["mode"] = 4                               # bypass Combine: Show reads MakeNumber
+    api = workflow.ui_to_api(ui, INFO)
+    assert "3" not in api and api["5"]["inputs"]["value"] == ["1", 0]
+    ui["nodes"][2]["mode"] = 2                               # mute Combine: Show loses its input
+    api = workflow.ui_to_api(ui, INFO)
+    assert "3" not in api and "value" not in api["5"]["inputs"]
+    with pytest.raises(WorkflowError, match=r"node 5 \(Show\) input 'value'.*missing"):
+        executor.validate_prompt(api, CLASSES)
+
+
+def test_unknown_node_type_and_missing_link_are_named():
+    ui = ui_graph()
+    ui["nodes"][0]["type"] = "NoSuchNode"
+    with pytest.raises(WorkflowError, match=r"node 1 \(NoSuchNode\).*unknown node type"):
+        workflow.ui_to_api(ui, INFO)
+    ui = ui_graph()
+    ui["links"] = [link for link in ui["links"] if link[0] != 4]
+    with pytest.raises(WorkflowError, match=r"node 5 \(Show\) input 'value'.*link 4"):
+        workflow.ui_to_api(ui, INFO)
+
+
+def test_not_a_workflow_is_rejected(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{ not json")
+    with pytest.raises(WorkflowError, match="not valid JSON"):
+        workflow.read_workflow(bad)
+    bad.write_text(json.dumps({"hello": 1}))
+    with pytest.raises(WorkflowError, match="neither a UI-format"):
+        workflow.read_workflow(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides and execution
+# ---------------------------------------------------------------------------------------------
+
+def test_overrides_by_id_and_title_and_bad_names():
+    api = workflow.ui_to_api(ui_graph(), INFO)
+    workflow.apply_overrides(api, ["1.seed=9", "Make number.mode=add", "3.label=some text"], INFO)
+    assert api["1"]["inputs"]["seed"] == 9 and api["1"]["inputs"]["mode"] == "add"
+    assert api["3"]["inputs"]["label"] == "some text"
+    with pytest.raises(WorkflowError, match="NODE_ID.input=value"):
+        workflow.apply_overrides(api, ["seed9"])
+    with pytest.raises(WorkflowError, match=r"no input 'sead'.*seed, scale, mode"):
+        workflow.apply_overrides(api, ["1.sead=3"], INFO)
+    with pytest.raises(WorkflowError, match="no node with id or unique title '42'"):
+        workflow.apply_overrides(api, ["42.seed=3"], INFO)
+
+
+def test_execute_runs_the_graph_and_returns_output_ui():
+    api = workflow.ui_to_api(ui_graph(), INFO)
+    seen = []
+    out = executor.execute(api, CLASSES, progress=False, on_node=lambda k, e: seen.append(k))
+    assert seen == ["1", "3", "5"]
+    assert out == {"5": {"value": [7 * 2.0 + 0 + 3], "node": ["5"]}}
+
+
+@pytest.mark.parametrize("change, message", [
+    (("1", "seed", 101), r"node 1 \(MakeNumber\) input 'seed'.*above the maximum 100"),
+    (("1", "mode", "div"), r"input 'mode'.*'div' is not one of the allowed values: 'add', 'mul'"),
+    (("1", "scale", "big"), r"input 'scale'.*not a valid FLOAT"),
+    (("3", "a", ["9", 0]), r"node 3 \(Combine\) input 'a'.*node 9, which is not in the workflow"),
+    (("3", "a", ["1", 2]), r"input 'a'.*output 2 of node 1 \(MakeNumber\), which has 1 outputs"),
+    (("3", "offset", ["1", 0]), r"input 'offset'.*expects INT.*gives NUM"),
+])
+def test_bad_values_and_links_are_named(change, message):
+    api = workflow.ui_to_api(ui_graph(), INFO)
+    node, name, value = change
+    api[node]["inputs"][name] = value
+    with pytest.raises(WorkflowError, match=message):
+        executor.execute(api, CLASSES, progress=False)
+
+
+def test_string_numbers_are_converted_and_cycles_and_no_outputs_rejected():
+    api = workflow.ui_to_api(ui_graph(), INFO)
+    api["1"]["inputs"]["seed"] = "4"
+    assert executor.execute(api, CLASSES, progress=False)["5"]["value"] == [4 * 2.0 + 3]
+    cyc = copy.deepcopy(api)
+    cyc["3"]["inputs"]["b"] = ["3", 0]
+    with pytest.raises(WorkflowError, match="cycle"):
+        executor.execute(cyc, CLASSES, progress=False)
+    del api["5"]
+    with pytest.raises(WorkflowError, match="no output node"):
+        executor.execute(api, CLASSES, progress=False)
+
+
+def test_node_failure_is_wrapped_with_the_node_name():
+    class Boom(Show):
+        def run(self, value, node=None):
+            raise RuntimeError("kaput")
+    api = workflow.ui_to_api(ui_graph(), INFO)
+    with pytest.raises(WorkflowError, match=r"node 5 \(Show\) failed: RuntimeError: kaput"):
+        executor.execute(api, {**CLASSES, "Show": Boom}, progress=False)
