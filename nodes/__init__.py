@@ -1,0 +1,17 @@
+"""The pack's nodes, one module per theme; each module has its own NODE_CLASS_MAPPINGS.
+
+This package is only ever imported relatively, as ``<pack>.nodes`` (ComfyUI has its own top-level
+``nodes`` module). ``host`` is the one module that talks to ComfyUI services.
+"""
+
+from . import clips, video
+
+_THEMES = (video, clips)
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+for _theme in _THEMES:
+    NODE_CLASS_MAPPINGS.update(_theme.NODE_CLASS_MAPPINGS)
+    NODE_DISPLAY_NAME_MAPPINGS.update(_theme.NODE_DISPLAY_NAME_MAPPINGS)
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -1,0 +1,170 @@
+"""The one place that talks to the ComfyUI host: folders, progress bar with previews, interrupts.
+
+Inside ComfyUI these use ``folder_paths``, ``comfy.utils.ProgressBar`` and
+``comfy.model_management``; outside it (tests, ``sora run``) they fall back to plain folders set by
+``configure`` and a tqdm bar. Nothing else in the pack imports ComfyUI.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+try:                                                    # inside ComfyUI
+    import folder_paths as _folders
+except ImportError:                                     # headless: plain folders
+    _folders = None
+
+try:
+    import comfy.model_management as _mm
+    import comfy.utils as _comfy_utils
+except ImportError:
+    _mm = _comfy_utils = None
+
+MODEL_KINDS = ("diffusion_models", "vae", "text_encoders")
+PACK_DIR = Path(__file__).resolve().parent.parent
+SAMPLES_PREFIX = "sora-samples/"                        # pack media listed among the inputs
+SAMPLES_DIR = PACK_DIR / "workflows" / "media"
+
+
+def in_comfyui() -> bool:
+    return _folders is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Folders
+# ---------------------------------------------------------------------------------------------
+
+class _Folders:
+    """Headless stand-in for ``folder_paths``: output / temp / input / models folders."""
+
+    def __init__(self):
+        self.output = Path.cwd() / "outputs"
+        self.temp = Path(tempfile.gettempdir()) / "comfyui-sora"
+        self.input = Path.cwd() / "input"
+        self.models = Path.cwd() / "models"
+
+
+_headless = _Folders()
+
+
+def configure(output: str | Path | None = None, temp: str | Path | None = None,
+              input: str | Path | None = None, models: str | Path | None = None) -> None:
+    """Set the headless folders (the equivalent of ComfyUI's --output-directory etc.)."""
+    for name, value in (("output", output), ("temp", temp), ("input", input), ("models", models)):
+        if value is not None:
+            setattr(_headless, name, Path(value))
+
+
+def output_dir() -> Path:
+    return Path(_folders.get_output_directory()) if _folders else _headless.output
+
+
+def temp_dir() -> Path:
+    return Path(_folders.get_temp_directory()) if _folders else _headless.temp
+
+
+def input_dir() -> Path:
+    return Path(_folders.get_input_directory()) if _folders else _headless.input
+
+
+def model_files(kind: str) -> list[str]:
+    """Safetensors files in ComfyUI's model folder ``kind`` (diffusion_models, vae, text_encoders)."""
+    if _folders is not None:
+        try:
+            names = _folders.get_filename_list(kind)
+        except KeyError:
+            names = []
+        return sorted(n for n in names if n.endswith(".safetensors"))
+    folder = _headless.models / kind
+    if not folder.is_dir():
+        return []
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.safetensors"))
+
+
+def model_path(kind: str, name: str) -> Path:
+    """Full path of a file listed by ``model_files(kind)``; raises naming the folder when missing."""
+    path = _folders.get_full_path(kind, name) if _folders is not None else _headless.models / kind / name
+    if not path or not Path(path).is_file():
+        raise FileNotFoundError(f"{kind} file {name!r} was not found in the {kind} model folder")
+    return Path(path)
+
+
+def input_files(exts: tuple[str, ...]) -> list[str]:
+    """Files in the input folder with one of ``exts``, then the pack's sample media."""
+    folder = input_dir()
+    names = []
+    if folder.is_dir():
+        names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                       if p.is_file() and p.suffix.lower() in exts and not p.name.startswith("."))
+    samples = sorted(SAMPLES_PREFIX + p.name for p in SAMPLES_DIR.glob("*") if p.suffix.lower() in exts)
+    return names + samples
+
+
+def input_path(name: str) -> Path:
+    """Full path of a name from ``input_files``; never outside the input or samples folder."""
+    base, rel = (SAMPLES_DIR, name[len(SAMPLES_PREFIX):]) if name.startswith(SAMPLES_PREFIX) else (input_dir(), name)
+    path = (base / rel).resolve()
+    if not path.is_relative_to(base.resolve()):
+        raise ValueError(f"video {name!r} points outside the input folder")
+    if not path.exists():
+        raise FileNotFoundError(f"video {name!r} was not found in the input folder {base}")
+    return path
+
+
+def device():
+    """The torch device ComfyUI chose (cpu with --cpu), or the CPU headless."""
+    import torch
+    return _mm.get_torch_device() if _mm is not None else torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress, previews, interrupts
+# ---------------------------------------------------------------------------------------------
+
+def check_interrupted() -> None:
+    """Raise ComfyUI's interrupt exception when the user pressed Cancel (no-op headless)."""
+    if _mm is not None:
+        _mm.throw_exception_if_processing_interrupted()
+
+
+def _preview_settings() -> tuple[bool, int]:
+    try:
+        from comfy.cli_args import LatentPreviewMethod, args
+        return args.preview_method != LatentPreviewMethod.NoPreviews, int(getattr(args, "preview_size", 512))
+    except ImportError:
+        return False, 512
+
+
+class Progress:
+    """A step counter shown as ComfyUI's node progress bar (with preview images) or a tqdm bar."""
+
+    def __init__(self, total: int, desc: str = "sampling"):
+        self.total = int(total)
+        self.previews, self.preview_size = _preview_settings()
+        if _comfy_utils is not None:
+            self._bar, self._tqdm = _comfy_utils.ProgressBar(self.total), None
+        else:
+            from tqdm.auto import tqdm
+            self._bar, self._tqdm = None, tqdm(total=self.total, desc=desc, unit="step", leave=False)
+
+    def wants_preview(self) -> bool:
+        return self._bar is not None and self.previews
+
+    def update(self, step: int, preview: np.ndarray | None = None) -> None:
+        """Set the bar to ``step`` of ``total``; ``preview`` is an optional uint8 (H, W, 3) image."""
+        check_interrupted()
+        if self._tqdm is not None:
+            self._tqdm.update(step - self._tqdm.n)
+            return
+        image = None
+        if preview is not None and self.previews:
+            from PIL import Image
+            image = ("JPEG", Image.fromarray(preview), self.preview_size)
+        self._bar.update_absolute(step, self.total, image)
+
+    def close(self) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()

@@ -1,0 +1,132 @@
+"""Video files: load from the input folder, save to the output folder, preview in the temp folder.
+
+Frames travel as IMAGE (T, H, W, 3) in [0, 1] with the frame rate as a FLOAT beside them. Saved mp4s
+are H.264 yuv420p (plays in every browser); the saved / previewed file is shown animated on the node.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+import torch
+
+from sora_core import clips, outputs, video_io
+
+from . import host
+
+CATEGORY = "Sora/video"
+VIDEO_FORMATS = ("mp4", "webp", "gif", "png")
+FPS = ("FLOAT", {"default": 8.0, "min": 1.0, "max": 120.0, "step": 1.0,
+                 "tooltip": "Frames per second of the video."})
+
+
+def frames_to_image(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) -> IMAGE float (T, H, W, 3) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0
+
+
+def image_to_frames(images: torch.Tensor) -> np.ndarray:
+    """IMAGE (T, H, W, 3) in [0, 1] -> uint8 (T, H, W, 3)."""
+    clips.check_clip(images)
+    return (images.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
+
+
+def write_clip(images: torch.Tensor, fps: float, folder, prefix: str, fmt: str, kind: str) -> dict:
+    """Write IMAGE frames as ``fmt`` into ``folder`` under a numbered name; return the node's ui dict."""
+    if fmt not in VIDEO_FORMATS:
+        raise ValueError(f"format {fmt!r} is unknown; allowed: {', '.join(VIDEO_FORMATS)}")
+    frames = image_to_frames(images)
+    written = []
+    if fmt == "png":
+        for frame in frames:
+            written.append(video_io.write_image(outputs.numbered_output(folder, prefix, ".png"), frame))
+    else:
+        written.append(video_io.write_video(outputs.numbered_output(folder, prefix, f".{fmt}"), frames, fps))
+    entries = [outputs.ui_entry(p, folder, kind) for p in written]
+    return {"images": entries, "animated": [fmt != "png"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Nodes
+# ---------------------------------------------------------------------------------------------
+
+class SoraLoadVideo:
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Load a video, animation, image or image folder from ComfyUI's input folder (or the "
+                   "pack's sample media) as IMAGE frames with its frame rate.")
+    RETURN_TYPES = ("IMAGE", "INT", "FLOAT")
+    RETURN_NAMES = ("images", "frame_count", "fps")
+    OUTPUT_TOOLTIPS = ("The frames, (T, H, W, 3) in 0..1.", "Number of frames loaded.",
+                       "Frame rate of the loaded frames (divided by select_every_nth).")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = host.input_files(video_io.READ_EXTS) or ["(no videos in the input folder)"]
+        return {"required": {
+            "video": (files, {"tooltip": "A file in the input folder; sora-samples/ are the pack's samples."}),
+            "frame_load_cap": ("INT", {"default": 0, "min": 0, "max": 100000,
+                                       "tooltip": "Load at most this many frames (0 = all)."}),
+            "skip_first_frames": ("INT", {"default": 0, "min": 0, "max": 100000,
+                                          "tooltip": "Frames to skip at the start."}),
+            "select_every_nth": ("INT", {"default": 1, "min": 1, "max": 100,
+                                         "tooltip": "Keep one frame in n (lowers the frame rate n times)."}),
+        }}
+
+    def load(self, video, frame_load_cap, skip_first_frames, select_every_nth):
+        path = host.input_path(video)
+        stop = None if frame_load_cap == 0 else skip_first_frames + frame_load_cap * select_every_nth
+        frames, fps = video_io.read_video(path, max_frames=stop)
+        frames = frames[skip_first_frames::select_every_nth][: frame_load_cap or None]
+        if len(frames) == 0:
+            raise ValueError(f"video {video!r}: skip_first_frames={skip_first_frames} leaves no frames")
+        return (frames_to_image(frames), len(frames), float(fps) / select_every_nth)
+
+
+class SoraSaveVideo:
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Save frames to ComfyUI's output folder as a browser-playable H.264 mp4 (or animated "
+                   "webp / gif, or one png per frame). Existing files are never overwritten and the "
+                   "prefix cannot leave the output folder.")
+    RETURN_TYPES = ()
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "images": ("IMAGE", {"tooltip": "The frames to save."}),
+            "fps": FPS,
+            "filename_prefix": ("STRING", {"default": "sora/video",
+                                           "tooltip": "File name prefix, may contain subfolders; a number is added."}),
+            "format": (list(VIDEO_FORMATS), {"default": "mp4",
+                                             "tooltip": "mp4 (H.264), animated webp, gif, or png frames."}),
+        }}
+
+    def save(self, images, fps, filename_prefix, format):
+        return {"ui": write_clip(images, fps, host.output_dir(), filename_prefix, format, "output")}
+
+
+class SoraPreviewVideo:
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Show frames animated on the node. Writes a temporary mp4 to ComfyUI's temp folder "
+                   "(a png for a single frame) and saves nothing in the output folder.")
+    RETURN_TYPES = ()
+    FUNCTION = "preview"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE", {"tooltip": "The frames to preview."}), "fps": FPS}}
+
+    def preview(self, images, fps):
+        fmt = "png" if images.shape[0] == 1 else "mp4"
+        prefix = f"sora_preview_{secrets.token_hex(4)}"
+        return {"ui": write_clip(images, fps, host.temp_dir(), prefix, fmt, "temp")}
+
+
+NODE_CLASS_MAPPINGS = {"SoraLoadVideo": SoraLoadVideo, "SoraSaveVideo": SoraSaveVideo,
+                       "SoraPreviewVideo": SoraPreviewVideo}
+NODE_DISPLAY_NAME_MAPPINGS = {"SoraLoadVideo": "Sora Load Video", "SoraSaveVideo": "Sora Save Video",
+                              "SoraPreviewVideo": "Sora Preview Video"}
