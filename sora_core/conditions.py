@@ -1,0 +1,308 @@
+"""Frame conditions: one mechanism for every "prompting with images and video" feature.
+
+A ``FrameCondition`` is (clean latent frames, start position in the output's latent frames,
+strength). ``resolve`` turns a list of them into a conditioning latent (B, C, T, H, W) and a mask
+(B, T) holding each latent frame's strength (0 = free). ``condition_denoiser`` applies them while
+sampling, in one of two modes:
+
+- ``"timestep"`` (models trained with condition masks): a conditioned frame is shown to the model
+  clean, with its own flow time 0 (the DiT takes one t per latent frame).
+- ``"replace"`` (models trained without masks): a conditioned frame is replaced, before every model
+  call, by the clean frame re-noised to the current level (with the run's fixed initial noise), and
+  the model gets one t for the whole clip.
+
+Strength s sets the frame's noise *floor* l = 1 - s. While the global level sigma is above l the frame
+is held: the denoiser returns the clean latent for it (so every sampler keeps it on the noising path
+of the clean latent), and the model sees it at level l (timestep mode) or sigma (replace mode). Once
+sigma drops below l the frame is free and is denoised like the rest, starting from the clean latent
+noised to that level: per-frame SDEdit. So s = 1 pins the frame exactly, s = 0 leaves it free, and
+s in between lets it change, less the closer s is to 1.
+
+Causal VAE subtlety (ft = temporal factor): latent frame 0 encodes pixel frame 0 alone, latent frame
+k >= 1 encodes pixel frames 1 + (k-1) ft ... k ft. The helpers below choose pixel frames so that the
+encoded condition has the same layout as the output position it is placed at:
+
+- start of the output (image-to-video, extend forward, first half of connect/loop): the pixel frames
+  are encoded alone, so the first one becomes a 1-frame latent; ``1 + (k-1) ft`` pixel frames give k
+  latent frames placed at position 0.
+- end of the output (extend backward, second half of connect/loop): ``k ft`` pixel frames are
+  encoded after a copy of their first frame (the causal warm-up), and the warm-up latent is dropped,
+  leaving k group latents placed at position -k. A single image at the end is a still of ft frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from einops import rearrange, repeat
+
+from .flow import Denoiser, add_noise, expand_sigma, sdedit_start_sigma
+
+
+class ConditionError(ValueError):
+    """Conditions that do not fit the output latent (channels, sizes, positions) or bad strengths."""
+
+
+MODES = ("timestep", "replace")
+_EPS = 1e-5        # a level equal to a frame's floor (up to float rounding) already frees the frame
+
+
+# ---------------------------------------------------------------------------------------------
+# Representation and resolution
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class FrameCondition:
+    """Clean latent frames (B|1, C, Tc, H, W) placed at latent frame ``position`` (negative counts
+    from the end, as in Python indexing: -Tc puts them at the very end), with ``strength`` in [0, 1]."""
+    latents: torch.Tensor
+    position: int = 0
+    strength: float = 1.0
+
+    def __post_init__(self):
+        if not isinstance(self.latents, torch.Tensor) or self.latents.ndim != 5:
+            shape = tuple(self.latents.shape) if isinstance(self.latents, torch.Tensor) else type(self.latents)
+            raise ConditionError(f"FrameCondition.latents must have shape (B, C, Tc, H, W), got {shape}")
+        if not isinstance(self.position, int) or isinstance(self.position, bool):
+            raise ConditionError(f"FrameCondition.position must be an integer, got {self.position!r}")
+        if not 0.0 <= float(self.strength) <= 1.0:
+            raise ConditionError(f"FrameCondition.strength must be in [0, 1], got {self.strength}")
+
+    @property
+    def frames(self) -> int:
+        return self.latents.shape[2]
+
+    def start(self, t_lat: int) -> int:
+        """First output latent frame this condition covers (checked against ``t_lat``)."""
+        start = self.position + t_lat if self.position < 0 else self.position
+        if start < 0 or start + self.frames > t_lat:
+            raise ConditionError(
+                f"a condition of {self.frames} latent frame(s) at position {self.position} does not fit an "
+                f"output of {t_lat} latent frames: allowed positions are {-t_lat} .. {t_lat - self.frames}")
+        return start
+
+
+def resolve(conditions: Sequence[FrameCondition], shape: tuple[int, ...],
+            device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conditions -> (cond_latent (B, C, T, H, W) float32, zeros where free; mask (B, T) float32).
+
+    ``shape`` is the output latent shape (B, C, T, H, W). Later conditions override earlier ones on
+    the frames they share. Raises ConditionError naming any mismatch.
+    """
+    if len(shape) != 5:
+        raise ConditionError(f"the output latent shape must be (B, C, T, H, W), got {tuple(shape)}")
+    B, C, T, H, W = shape
+    cond = torch.zeros(shape, dtype=torch.float32, device=device)
+    mask = torch.zeros((B, T), dtype=torch.float32, device=device)
+    for n, c in enumerate(conditions):
+        if not isinstance(c, FrameCondition):
+            raise ConditionError(f"condition {n} is a {type(c).__name__}, not a FrameCondition")
+        cb, cc, _, ch, cw = c.latents.shape
+        if cc != C or (ch, cw) != (H, W):
+            raise ConditionError(
+                f"condition {n} has latents with {cc} channels of {ch}x{cw}; the output latent has {C} "
+                f"channels of {H}x{W} (encode the frames at the output size with the model's VAE)")
+        if cb not in (1, B):
+            raise ConditionError(f"condition {n} has batch {cb}; the output has batch {B} (or use batch 1)")
+        s = c.start(T)
+        cond[:, :, s:s + c.frames] = c.latents.to(cond)
+        mask[:, s:s + c.frames] = float(c.strength)
+    return cond, mask
+
+
+# ---------------------------------------------------------------------------------------------
+# Application while sampling
+# ---------------------------------------------------------------------------------------------
+
+def prepare_latent(noise: torch.Tensor, sigma0: float | torch.Tensor, cond_latent: torch.Tensor | None = None,
+                   mask: torch.Tensor | None = None, init_latent: torch.Tensor | None = None) -> torch.Tensor:
+    """The sampler's starting point at level ``sigma0``: (init latent | conditions | 0) noised.
+
+    noise, init_latent, cond_latent (B, C, T, H, W); mask (B, T). Conditioned frames start on the
+    noising path of their clean latent; at sigma0 = 1 this is just the noise.
+    """
+    base = torch.zeros_like(noise) if init_latent is None else init_latent.to(noise)
+    if cond_latent is not None and mask is not None:
+        held = rearrange(mask > 0, "b t -> b 1 t 1 1")
+        base = torch.where(held, cond_latent.to(noise), base)
+    return add_noise(base, noise, sigma0)
+
+
+def _frame_levels(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """A 0-dim, (B,) or (B, T) sigma as (B, T) levels for x (B, C, T, H, W)."""
+    B, T = x.shape[0], x.shape[2]
+    return rearrange(expand_sigma(sigma, x), "b 1 t 1 1 -> b t").expand(B, T)
+
+
+def condition_denoiser(denoiser: Denoiser, cond_latent: torch.Tensor, mask: torch.Tensor,
+                       noise: torch.Tensor, mode: str = "timestep") -> Denoiser:
+    """Wrap ``denoiser(x, sigma)`` so conditioned frames are held as described in the module doc.
+
+    cond_latent, noise (B, C, T, H, W); mask (B, T) strengths. The inner denoiser must accept
+    per-frame sigma (B, T) in timestep mode (``FlowDenoiser`` / ``cfg_denoiser`` do). When every frame
+    is held, the model is not called at all.
+    """
+    if mode not in MODES:
+        raise ConditionError(f"condition mode {mode!r} is unknown; allowed: {', '.join(MODES)}")
+    floor = 1.0 - mask                                               # (B, T)
+
+    def conditioned(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        s = _frame_levels(sigma, x)                                   # (B, T)
+        held = (mask > 0) & (s > floor + _EPS)
+        if not bool(held.any()):
+            return denoiser(x, sigma)
+        held5 = rearrange(held, "b t -> b 1 t 1 1")
+        clean = cond_latent.to(x)
+        if bool(held.all()):
+            return clean.expand_as(x).clone()
+        if mode == "timestep":
+            frame_sigma = torch.where(held, floor, s)
+            x_in = torch.where(held5, add_noise(clean, noise, frame_sigma), x)
+            x0 = denoiser(x_in, frame_sigma)
+        else:
+            x_in = torch.where(held5, add_noise(clean, noise, sigma), x)
+            x0 = denoiser(x_in, sigma)
+        return torch.where(held5, clean, x0)
+    return conditioned
+
+
+# ---------------------------------------------------------------------------------------------
+# Features expressed as conditions (pixel video in, conditions + assembly plan out)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class ConditionPlan:
+    """Conditions for one feature plus how to splice the generated pixels with the given ones.
+
+    ``assemble(generated)`` returns before + generated[drop_start : T - drop_end] + after, where
+    ``before``/``after`` are given pixel videos (B, 3, T, H, W) or None.
+    """
+    conditions: tuple[FrameCondition, ...]
+    before: torch.Tensor | None = None
+    after: torch.Tensor | None = None
+    drop_start: int = 0
+    drop_end: int = 0
+
+    def assemble(self, video: torch.Tensor) -> torch.Tensor:
+        """Splice a generated video (B, 3, T, H, W) or (3, T, H, W) with the given pixel frames."""
+        squeeze = video.ndim == 4
+        v = video[None] if squeeze else video
+        v = v[:, :, self.drop_start: v.shape[2] - self.drop_end]
+        parts = [p.to(v) for p in (self.before,) if p is not None] + [v]
+        parts += [p.to(v) for p in (self.after,) if p is not None]
+        out = torch.cat(parts, dim=2)
+        return out[0] if squeeze else out
+
+
+def _ft(vae) -> int:
+    return int(vae.cfg.temporal_factor)
+
+
+def _as_video(x: torch.Tensor, name: str) -> torch.Tensor:
+    """(3, T, H, W) / (B, 3, T, H, W) / an image (B, 3, H, W) -> (B, 3, T, H, W)."""
+    if x.ndim == 4 and x.shape[0] == 3:
+        return x[None]
+    if x.ndim == 4:
+        return rearrange(x, "b c h w -> b c 1 h w")
+    if x.ndim == 5:
+        return x
+    raise ConditionError(f"{name} must be a video (B, 3, T, H, W) / (3, T, H, W) or an image (B, 3, H, W), "
+                         f"got shape {tuple(x.shape)}")
+
+
+@torch.no_grad()
+def encode_start(vae, video: torch.Tensor) -> torch.Tensor:
+    """Latents of pixel frames meant for the start of an output: encoded alone (B, C, k, h, w)."""
+    return vae.encode(video)
+
+
+@torch.no_grad()
+def encode_end(vae, video: torch.Tensor) -> torch.Tensor:
+    """Latents of ``k * ft`` pixel frames meant for the end of an output: k group latents.
+
+    A copy of the first frame is encoded in front as the causal warm-up, then dropped.
+    """
+    ft = _ft(vae)
+    if video.shape[2] % ft:
+        raise ConditionError(f"frames for the end of a video come in groups of {ft}; got {video.shape[2]}")
+    return vae.encode(torch.cat([video[:, :, :1], video], dim=2))[:, :, 1:]
+
+
+def _context_frames(vae, video: torch.Tensor, latent_frames: int, needed: int, name: str) -> None:
+    if latent_frames < 1:
+        raise ConditionError(f"{name}: latent_frames must be >= 1, got {latent_frames}")
+    if video.shape[2] < needed:
+        raise ConditionError(f"{name}: {latent_frames} latent frame(s) of context need {needed} pixel frames "
+                             f"(temporal factor {_ft(vae)}); the video has {video.shape[2]}")
+
+
+def image_to_video(vae, image: torch.Tensor, strength: float = 1.0) -> ConditionPlan:
+    """Animate an image: it is encoded alone and pinned as latent frame 0 (= pixel frame 0)."""
+    image = _as_video(image, "image")[:, :, :1]
+    return ConditionPlan((FrameCondition(encode_start(vae, image), 0, strength),))
+
+
+def image_at_end(vae, image: torch.Tensor, strength: float = 1.0) -> ConditionPlan:
+    """End on an image: a still of ft frames of it becomes the last latent frame (the last ft pixels)."""
+    image = _as_video(image, "image")[:, :, :1]
+    still = repeat(image, "b c 1 h w -> b c t h w", t=_ft(vae))
+    return ConditionPlan((FrameCondition(encode_end(vae, still), -1, strength),))
+
+
+def extend_forward(vae, video: torch.Tensor, latent_frames: int = 1, strength: float = 1.0) -> ConditionPlan:
+    """Continue a video: its last ``1 + (k-1) ft`` pixel frames become the output's first k latents.
+
+    ``assemble`` returns the given video followed by the new frames (the overlap dropped once).
+    """
+    video = _as_video(video, "video")
+    n = 1 + (latent_frames - 1) * _ft(vae)
+    _context_frames(vae, video, latent_frames, n, "extend_forward")
+    cond = FrameCondition(encode_start(vae, video[:, :, -n:]), 0, strength)
+    return ConditionPlan((cond,), before=video, drop_start=n)
+
+
+def extend_backward(vae, video: torch.Tensor, latent_frames: int = 1, strength: float = 1.0) -> ConditionPlan:
+    """Lead into a video: its first ``k ft`` pixel frames become the output's last k latents.
+
+    ``assemble`` returns the new frames followed by the given video (the overlap dropped once).
+    """
+    video = _as_video(video, "video")
+    n = latent_frames * _ft(vae)
+    _context_frames(vae, video, latent_frames, n, "extend_backward")
+    cond = FrameCondition(encode_end(vae, video[:, :, :n]), -latent_frames, strength)
+    return ConditionPlan((cond,), after=video, drop_end=n)
+
+
+def connect(vae, a: torch.Tensor, b: torch.Tensor, latent_frames: int = 1, strength: float = 1.0) -> ConditionPlan:
+    """A transition from video ``a`` into video ``b``: a's tail at the start, b's head at the end."""
+    fwd = extend_forward(vae, a, latent_frames, strength)
+    bwd = extend_backward(vae, b, latent_frames, strength)
+    return ConditionPlan(fwd.conditions + bwd.conditions, before=fwd.before, after=bwd.after,
+                         drop_start=fwd.drop_start, drop_end=bwd.drop_end)
+
+
+def loop(vae, image: torch.Tensor, strength: float = 1.0) -> ConditionPlan:
+    """A seamless loop through an image: it is pinned at the start and (as a still) at the end.
+
+    ``assemble`` drops the final still (ft frames), so playing the result on repeat wraps from the
+    frame before the still back to the image with no repeated frame.
+    """
+    start, end = image_to_video(vae, image, strength), image_at_end(vae, image, strength)
+    return ConditionPlan(start.conditions + end.conditions, drop_end=_ft(vae))
+
+
+def sdedit(latents: torch.Tensor, denoise: float, shift: float = 1.0) -> ConditionPlan:
+    """Video-to-video editing as a condition on every frame: with strength 1 - start level, the frames
+    stay on the source's noising path until the schedule of ``sigma_schedule(..., denoise=denoise)``
+    would start, then are denoised freely (same start level as ``generate(init_latent=..., denoise=)``)."""
+    if latents.ndim != 5:
+        raise ConditionError(f"sdedit latents must have shape (B, C, T, H, W), got {tuple(latents.shape)}")
+    level = sdedit_start_sigma(denoise, shift)
+    return ConditionPlan((FrameCondition(latents, 0, 1.0 - level),))
+
+
+__all__ = ["ConditionError", "MODES", "FrameCondition", "resolve", "prepare_latent", "condition_denoiser",
+           "ConditionPlan", "encode_start", "encode_end", "image_to_video", "image_at_end", "extend_forward",
+           "extend_backward", "connect", "loop", "sdedit"]

@@ -1,0 +1,215 @@
+"""Frame conditions: resolution, both application modes, and the features built on them."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from einops import reduce, repeat
+
+from sora_core.conditions import (ConditionError, FrameCondition, condition_denoiser, connect, extend_backward,
+                                  extend_forward, image_at_end, image_to_video, loop, prepare_latent, resolve,
+                                  sdedit)
+from sora_core.flow import add_noise, expand_sigma, sdedit_start_sigma, sigma_schedule
+from sora_core.samplers import SAMPLERS
+
+SHAPE = (1, 2, 5, 4, 4)      # (B, C, T_lat, H, W)
+
+
+def gaussian_denoiser(x, sigma):
+    """Exact denoiser of x0 ~ N(0.5, 0.3^2) per element; accepts per-frame sigma."""
+    t = expand_sigma(sigma, x)
+    a, mu, var0 = 1 - t, 0.5, 0.09
+    return mu + a * var0 / (a ** 2 * var0 + t ** 2) * (x - a * mu)
+
+
+class Recorder:
+    """Wraps a denoiser and keeps what the model was shown."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def __call__(self, x, sigma):
+        self.calls.append((x.clone(), torch.as_tensor(sigma).clone()))
+        return self.inner(x, sigma)
+
+
+def _run(conds, mode="timestep", sampler="euler", steps=8, denoiser=gaussian_denoiser, seed=0):
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(seed))
+    cond, mask = resolve(conds, SHAPE)
+    sig = sigma_schedule(steps, 3.0)
+    x = prepare_latent(noise, sig[0], cond, mask)
+    return SAMPLERS[sampler](condition_denoiser(denoiser, cond, mask, noise, mode), x, sig), cond, mask
+
+
+def _clip(t, value=None, seed=1):
+    if value is not None:
+        return torch.full((1, 2, t, 4, 4), float(value))
+    return torch.randn((1, 2, t, 4, 4), generator=torch.Generator().manual_seed(seed)) * 2 - 3
+
+
+# ---------------------------------------------------------------------------------------------
+# resolve
+# ---------------------------------------------------------------------------------------------
+
+def test_resolve_positions_and_override():
+    a, b = _clip(2, 1.0), _clip(1, 7.0)
+    cond, mask = resolve([FrameCondition(a, 0, 1.0), FrameCondition(b, -4, 0.5), FrameCondition(b, -1, 0.3)],
+                         (3, 2, 5, 4, 4))
+    assert cond.shape == (3, 2, 5, 4, 4) and mask.shape == (3, 5)
+    assert mask[0].tolist() == pytest.approx([1.0, 0.5, 0.0, 0.0, 0.3])      # later overrides frame 1
+    assert cond[:, :, 0].eq(1).all() and cond[:, :, 1].eq(7).all() and cond[:, :, 4].eq(7).all()
+    assert cond[:, :, 2:4].eq(0).all()
+
+
+@pytest.mark.parametrize("cond,match", [
+    (FrameCondition(torch.zeros(1, 3, 1, 4, 4)), "3 channels"),
+    (FrameCondition(torch.zeros(1, 2, 1, 4, 8)), "4x8"),
+    (FrameCondition(torch.zeros(2, 2, 1, 4, 4)), "batch 2"),
+    (FrameCondition(torch.zeros(1, 2, 2, 4, 4), 4), "allowed positions are -5 .. 3"),
+    (FrameCondition(torch.zeros(1, 2, 1, 4, 4), -6), "position -6"),
+])
+def test_resolve_errors(cond, match):
+    with pytest.raises(ConditionError, match=match):
+        resolve([cond], SHAPE)
+
+
+def test_condition_validation():
+    with pytest.raises(ConditionError, match=r"strength must be in \[0, 1\]"):
+        FrameCondition(torch.zeros(1, 2, 1, 4, 4), 0, 1.5)
+    with pytest.raises(ConditionError, match=r"\(B, C, Tc, H, W\)"):
+        FrameCondition(torch.zeros(2, 1, 4, 4))
+    with pytest.raises(ConditionError, match="allowed: timestep, replace"):
+        condition_denoiser(gaussian_denoiser, *resolve([], SHAPE), torch.zeros(SHAPE), "inpaint")
+
+
+# ---------------------------------------------------------------------------------------------
+# Application
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["timestep", "replace"])
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m", "euler_ancestral"])
+def test_given_frames_unchanged_at_strength_one(mode, sampler):
+    given = _clip(2)
+    out, _, _ = _run([FrameCondition(given, 0), FrameCondition(given[:, :, :1], -1)], mode, sampler)
+    assert torch.allclose(out[:, :, :2], given, atol=1e-5)
+    assert torch.allclose(out[:, :, -1:], given[:, :, :1], atol=1e-5)
+    free = out[:, :, 2:4]
+    assert (free - 0.5).abs().mean() < 0.6 and not torch.allclose(free, given[:, :, :2], atol=0.5)
+
+
+@pytest.mark.parametrize("mode", ["timestep", "replace"])
+def test_strength_zero_leaves_frames_free(mode):
+    free, _, _ = _run([])
+    out, _, _ = _run([FrameCondition(_clip(5), 0, 0.0)], mode)
+    assert torch.equal(out, free)
+
+
+@pytest.mark.parametrize("mode", ["timestep", "replace"])
+def test_partial_strength_between_free_and_pinned(mode):
+    given = _clip(5)
+    dist = [(_run([FrameCondition(given, 0, s)], mode, steps=20)[0] - given).abs().mean().item()
+            for s in (0.0, 0.4, 0.8, 1.0)]
+    assert dist[0] > dist[1] > dist[2] > dist[3] and dist[3] < 1e-5, dist
+
+
+def test_timestep_mode_shows_clean_frames_at_t0():
+    rec = Recorder(gaussian_denoiser)
+    given = _clip(1)
+    _run([FrameCondition(given, 1)], "timestep", steps=3, denoiser=rec)
+    for x, sigma in rec.calls:
+        assert sigma.shape == (1, 5) and sigma[0, 1] == 0 and bool((sigma[0, [0, 2, 3, 4]] > 0).all())
+        assert torch.equal(x[:, :, 1:2], given)
+
+
+def test_replace_mode_renoises_to_current_level():
+    rec = Recorder(gaussian_denoiser)
+    given = _clip(1)
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
+    _run([FrameCondition(given, 1)], "replace", steps=3, denoiser=rec)
+    for x, sigma in rec.calls:
+        assert sigma.ndim == 0
+        assert torch.allclose(x[:, :, 1:2], add_noise(given, noise[:, :, 1:2], sigma), atol=1e-6)
+
+
+def test_all_frames_held_skips_the_model():
+    rec = Recorder(gaussian_denoiser)
+    plan = sdedit(_clip(5), denoise=0.5, shift=3.0)
+    _run(list(plan.conditions), steps=8, denoiser=rec)
+    start = sdedit_start_sigma(0.5, 3.0)
+    assert len(rec.calls) == 4 and all(float(s) <= start + 1e-5 for _, s in rec.calls)
+
+
+def test_sdedit_condition_matches_init_latent_path():
+    """SDEdit as a condition over the full schedule == sampling from the noised init latent."""
+    src, noise = _clip(5), torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
+    via_cond, _, _ = _run(list(sdedit(src, 0.5, 3.0).conditions), steps=8)
+    sig = sigma_schedule(4, 3.0, denoise=0.5)
+    via_init = SAMPLERS["euler"](gaussian_denoiser, prepare_latent(noise, sig[0], init_latent=src), sig)
+    assert torch.allclose(via_cond, via_init, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Features (a stand-in causal VAE: latent 0 = frame 0, latent k = mean of its ft frames)
+# ---------------------------------------------------------------------------------------------
+
+class PoolVAE:
+    cfg = SimpleNamespace(temporal_factor=4, spatial_factor=2)
+
+    def encode(self, video):
+        first = reduce(video[:, :, :1], "b c t (h p) (w q) -> b c t h w", "mean", p=2, q=2)
+        rest = reduce(video[:, :, 1:], "b c (t f) (h p) (w q) -> b c t h w", "mean", f=4, p=2, q=2)
+        return torch.cat([first, rest], dim=2)
+
+
+def _video(t):
+    """Pixel video whose frame i is the constant i, so latents name the frames they encode."""
+    return repeat(torch.arange(t, dtype=torch.float32), "t -> 1 3 t 8 8")
+
+
+def test_image_to_video_and_image_at_end():
+    vae, img = PoolVAE(), torch.full((1, 3, 8, 8), 0.25)
+    (start,) = image_to_video(vae, img).conditions
+    (end,) = image_at_end(vae, img).conditions
+    assert start.position == 0 and start.latents.shape == (1, 3, 1, 4, 4) and start.latents.eq(0.25).all()
+    assert end.position == -1 and end.latents.shape == (1, 3, 1, 4, 4) and end.latents.eq(0.25).all()
+
+
+def test_extend_forward_picks_aligned_frames():
+    plan = extend_forward(PoolVAE(), _video(9), latent_frames=2)
+    (c,) = plan.conditions
+    # the last 1 + 4 pixel frames (4..8): frame 4 alone, then the group 5..8
+    assert c.position == 0 and c.latents[0, 0, :, 0, 0].tolist() == [4.0, 6.5]
+    generated = _video(13) + 100
+    out = plan.assemble(generated)
+    assert out.shape[2] == 9 + 13 - 5
+    assert out[0, 0, :, 0, 0].tolist() == list(range(9)) + [100.0 + i for i in range(5, 13)]
+
+
+def test_extend_backward_picks_aligned_frames():
+    plan = extend_backward(PoolVAE(), _video(9), latent_frames=2)
+    (c,) = plan.conditions
+    # the first 2*4 pixel frames as two group latents (warm-up frame dropped)
+    assert c.position == -2 and c.latents[0, 0, :, 0, 0].tolist() == [1.5, 5.5]
+    out = plan.assemble(_video(13)[0] + 100)
+    assert out.shape[1] == 13 - 8 + 9
+    assert out[0, :, 0, 0].tolist() == [100.0 + i for i in range(5)] + list(range(9))
+
+
+def test_connect_and_loop_plans():
+    vae = PoolVAE()
+    plan = connect(vae, _video(5), _video(5) + 50, latent_frames=1)
+    assert [c.position for c in plan.conditions] == [0, -1]
+    assert plan.conditions[0].latents.eq(4).all() and plan.conditions[1].latents.eq(50 + 1.5).all()
+    assert plan.assemble(_video(9) + 100).shape[2] == 5 + (9 - 1 - 4) + 5
+    lp = loop(vae, torch.full((1, 3, 8, 8), 0.5))
+    assert [c.position for c in lp.conditions] == [0, -1] and lp.drop_end == 4
+    assert lp.assemble(_video(9)).shape[2] == 5
+
+
+def test_feature_errors():
+    with pytest.raises(ConditionError, match="need 5 pixel frames"):
+        extend_forward(PoolVAE(), _video(3), latent_frames=2)
+    with pytest.raises(ConditionError, match="latent_frames must be >= 1"):
+        extend_backward(PoolVAE(), _video(9), latent_frames=0)
+    with pytest.raises(ConditionError, match="image"):
+        image_to_video(PoolVAE(), torch.zeros(8, 8))
