@@ -1,0 +1,110 @@
+"""``sora run`` and ``sora export-api``: workflows (UI or API format) headless with the pack's nodes.
+
+    sora run workflows/text_to_video.json --set 5.steps=8 --set "Sora Sampler.seed=3" --out outputs
+    sora export-api workflows/text_to_video.json -o text_to_video.api.json
+
+The pack is loaded the way ComfyUI loads it (its folder imported as a package), the workflow is
+converted to the API format from the nodes' own input order, ``--set`` overrides inputs by node id
+or title, and the graph runs with a progress bar. Files go to ``--out`` (ComfyUI's output folder
+in the graph's eyes); load nodes read from ``--input`` (default: the workflow's own folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from . import CLIError
+
+
+def register(subparsers) -> None:
+    run = subparsers.add_parser(
+        "run", help="run a ComfyUI workflow (UI or API format) headless with the pack's nodes",
+        description="Run a workflow JSON file headless: UI format (as ComfyUI saves it) or API format.")
+    run.add_argument("workflow", type=Path, help="workflow JSON file")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.INPUT=VALUE",
+                     help="override an input, by node id or title (repeatable), e.g. --set 5.steps=8")
+    run.add_argument("--out", type=Path, default=Path("outputs"), help="output folder (default: ./outputs)")
+    run.add_argument("--input", type=Path, default=None,
+                     help="input folder for load nodes (default: the workflow file's folder)")
+    run.add_argument("--models", type=Path, default=Path("models"),
+                     help="model folder with diffusion_models/, vae/, text_encoders/ (default: ./models)")
+    run.add_argument("--api-out", type=Path, default=None, help="also write the API prompt that ran here")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    export = subparsers.add_parser(
+        "export-api", help="convert a UI-format workflow to the API format of POST /prompt",
+        description="Write the API format of a workflow (what ComfyUI's 'Export (API)' saves).")
+    export.add_argument("workflow", type=Path, help="workflow JSON file (UI or API format)")
+    export.add_argument("-o", "--output", type=Path, default=None,
+                        help="file to write (default: stdout); an existing file is never replaced")
+    export.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.INPUT=VALUE",
+                        help="override an input before writing (repeatable)")
+    export.set_defaults(func=cmd_export)
+
+
+def _prepare(args) -> tuple[object, dict, dict]:
+    """(pack module, UI-or-API workflow, API prompt with overrides applied)."""
+    from .. import workflow
+    pack = workflow.load_pack()
+    data = workflow.read_workflow(args.workflow)
+    info = workflow.object_info_from_classes(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS)
+    api = workflow.apply_overrides(workflow.to_api(data, info), args.overrides, info)
+    return pack, data, api
+
+
+def _write_new(path: Path, text: str) -> Path:
+    from ..video_io import unique_path
+    final = unique_path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(final)
+    return final
+
+
+def cmd_export(args) -> int:
+    _, _, api = _prepare(args)
+    text = json.dumps(api, indent=2) + "\n"
+    if args.output is None:
+        print(text, end="")
+    else:
+        written = _write_new(args.output, text)
+        print(f"wrote {written}")
+    return 0
+
+
+def _report(results: dict, api: dict, folders: dict) -> list[Path]:
+    """Print and return the files every output node wrote."""
+    files = []
+    for node_id, ui in results.items():
+        entries = [e for key in ("images", "gifs", "videos") for e in (ui or {}).get(key, [])]
+        label = f"node {node_id} ({api[node_id]['class_type']})"
+        if not entries:
+            print(f"{label}: no files")
+        for e in entries:
+            root = folders.get(e.get("type", "output"), folders["output"])
+            path = root / e.get("subfolder", "") / e["filename"]
+            files.append(path)
+            print(f"{label}: {path}")
+    return files
+
+
+def cmd_run(args) -> int:
+    from .. import executor
+    if not args.workflow.is_file():
+        raise CLIError(f"workflow file {args.workflow} does not exist")
+    pack, data, api = _prepare(args)
+    host = pack.nodes.host
+    folders = {"output": args.out.resolve(), "input": (args.input or args.workflow.parent).resolve(),
+               "models": args.models.resolve()}
+    host.configure(**folders)
+    folders["temp"] = host.temp_dir()
+    if args.api_out is not None:
+        print(f"wrote {_write_new(args.api_out, json.dumps(api, indent=2) + chr(10))}")
+    extra = {"workflow": data} if "nodes" in data else None
+    results = executor.execute(api, pack.NODE_CLASS_MAPPINGS, extra_pnginfo=extra, progress=not args.quiet)
+    _report(results, api, folders)
+    return 0
