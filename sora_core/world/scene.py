@@ -292,9 +292,10 @@ def _pick_target(requests: list[ObjectRequest], good: tuple[str, ...]) -> int | 
     return None
 
 
-def _resolve_event(rng, event: str | None, requests: list[ObjectRequest], duration: float):
-    """Choose the event and its target; give the target a motion the event needs.
-    A sampled event that cannot happen becomes "none"; a requested one raises a ValueError."""
+def _resolve_event(rng, event: str | None, requests: list[ObjectRequest], duration: float,
+                   target: int | None = None):
+    """Choose the event and its target (``target`` if given); give the target a motion the event
+    needs. A sampled event that cannot happen becomes "none"; a requested one raises a ValueError."""
     requested = event is not None
     if requested:
         _check_choice("event", event, V.EVENTS)
@@ -302,7 +303,12 @@ def _resolve_event(rng, event: str | None, requests: list[ObjectRequest], durati
     if kind not in ("occluder", "brush"):
         return kind, 0, requests
     good = ("left", "right") if kind == "occluder" else ("left", "right", "up", "down", "bouncing")
-    target = _pick_target(requests, good)
+    if target is not None and not 0 <= target < len(requests):
+        raise ValueError(f"event_target={target} is not an object index (0..{len(requests) - 1})")
+    if target is not None and requests[target].motion not in (None,) + good:
+        raise ValueError(f"the {kind} event needs its object to move {', '.join(good)}, "
+                         f"not {requests[target].motion}")
+    target = _pick_target(requests, good) if target is None else target
     big = V.SIZE_DIAMETER["large"]
     too_short = kind == "occluder" and (
         duration <= 0 or (V.OCCLUDER_WIDTH + big + 2 * V.MARGIN) / duration > V.MAX_SPEED)
@@ -366,13 +372,14 @@ def sample_scene(seed_or_rng, width: int, height: int, frames: int, fps: float,
                  n_objects: int | None = None, event: str | None = None,
                  objects: tuple[ObjectRequest, ...] | list | None = None,
                  background: BackgroundSpec | None = None, ground: bool | None = None,
-                 pan_direction: str | None = None) -> SceneSpec:
+                 pan_direction: str | None = None, event_target: int | None = None) -> SceneSpec:
     """A random scene from a seed or ``numpy.random.Generator``; anything given is kept.
 
     ``objects``: partial attributes of the first objects (the rest are sampled); ``n_objects``
     1..3 (default: len(objects) or random); ``event`` one of vocab.EVENTS (default: sampled with
     vocab.EVENT_PROBS); ``background`` a full BackgroundSpec; ``ground`` forces the ground band on
-    or off; ``pan_direction`` "left"/"right" for the camera. Same seed and arguments, same scene.
+    or off; ``pan_direction`` "left"/"right" for the camera; ``event_target`` the index of the object
+    the occluder / brush event is about. Same seed and arguments, same scene.
     """
     check_grid(width, height, frames, fps)
     rng = as_rng(seed_or_rng)
@@ -385,7 +392,7 @@ def sample_scene(seed_or_rng, width: int, height: int, frames: int, fps: float,
         _check_choice("pan_direction", pan_direction, ("left", "right"))
         event = event or "pan"
     duration = (frames - 1) / fps
-    kind, target, requests = _resolve_event(rng, event, requests, duration)
+    kind, target, requests = _resolve_event(rng, event, requests, duration, event_target)
     attrs = _fill_attributes(rng, requests)
     bg = _sample_background(rng, background, ground, kind)
     if kind == "pan" and bg.kind != "landscape":
@@ -394,7 +401,11 @@ def sample_scene(seed_or_rng, width: int, height: int, frames: int, fps: float,
     ev = EventSpec(kind, target, float(rng.uniform(0.4, 0.6)),
                    sign * float(rng.uniform(*V.PAN_SPEED_RANGE)) if kind == "pan" else 0.0)
     floor = height * (1.0 - V.GROUND_FRACTION) if bg.ground else float(height)
-    for _ in range(50):
+    for attempt in range(60):
+        if attempt and attempt % 10 == 0:          # crowded: move the bar, then shrink sampled sizes
+            ev = replace(ev, x=float(rng.uniform(0.35, 0.65)))
+            if attempt >= 30:
+                attrs = [replace(a, size="small") if q.size is None else a for a, q in zip(attrs, requests)]
         placed = _place_objects(rng, attrs, width, height, floor, ev, max(duration, 1e-9))
         if placed is not None:
             break

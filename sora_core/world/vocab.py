@@ -24,6 +24,8 @@ SHAPE_WORDS = {
     "blocks": "square", "triangle": "triangle", "triangles": "triangle",
 }
 
+GENERIC_NOUNS = {"object", "objects", "shape", "shapes", "thing", "things"}   # a shape left open
+
 SIZES = ("small", "large")
 SIZE_DIAMETER = {"small": 0.16, "large": 0.28}   # bounding-box side, in short sides
 SIZE_THRESHOLD = 0.22                            # captioner: small below, large above
@@ -118,9 +120,7 @@ EVENT_WORDS = {
 COUNT_WORDS = {"one": 1, "two": 2, "three": 3, "1": 1, "2": 2, "3": 3}
 STOP_WORDS = {
     "a", "an", "the", "and", "with", "to", "of", "on", "in", "over", "is", "are", "it", "its", "from",
-    "at", "while", "that", "which", "there", "some", "plain", "dark", "colored", "coloured", "object",
-    "objects", "shape", "shapes", "slowly", "quickly", "fast", "slow", "scene", "video", "clip",
+    "at", "while", "that", "which", "there", "some", "plain", "dark", "colored", "coloured", "slowly", "quickly", "fast", "slow", "scene", "video", "clip",
     "image", "towards", "toward", "across", "around", "by", "as", "into", "onto", "under", "above",
-    "along", "through", "then", "again", "and", "reappear", "re", "appears", "solid", "lasting",
-    "under", "gravity", "floor", "side", "screen", "frame", "this", "their", "they", "itself",
+    "along", "through", "then", "again", "reappear", "re", "appears", "solid", "lasting", "gravity", "floor", "side", "screen", "frame", "this", "their", "they", "itself",
 }
