@@ -1,0 +1,153 @@
+"""Weight files: round trip with the config in the metadata, atomic writes, and the documented errors."""
+
+import os
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from sora_core import weights
+from sora_core.configs import dit_preset, replace, to_json
+from sora_core.weights import WeightsError, load_component, read_config, read_metadata, save_component
+
+
+class StandIn(torch.nn.Module):
+    """A small module built from a DiTConfig (registered in place of the DiT for these tests)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.embed = torch.nn.Linear(cfg.in_channels, cfg.dim)
+        self.blocks = torch.nn.ModuleList(torch.nn.Linear(cfg.dim, cfg.dim) for _ in range(cfg.num_layers))
+        self.register_buffer("scale", torch.ones(cfg.dim))
+
+
+@pytest.fixture(autouse=True)
+def _stand_in(monkeypatch):
+    monkeypatch.setitem(weights.REGISTRY, "dit", StandIn)
+
+
+@pytest.fixture
+def cfg():
+    return dit_preset("tiny")
+
+
+def _module(cfg, seed=0):
+    torch.manual_seed(seed)
+    return StandIn(cfg)
+
+
+def test_round_trip(tmp_path, cfg):
+    m = _module(cfg)
+    path = save_component(tmp_path / "dit.safetensors", m, cfg, {"note": "hello"})
+    loaded, got = load_component(path, kind="dit")
+    assert isinstance(loaded, StandIn) and got == cfg and not loaded.training
+    for k, v in m.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+    meta = read_metadata(path)
+    assert meta["note"] == "hello" and meta["sora.config"] == to_json(cfg)
+    assert read_config(path) == cfg
+    assert sorted(os.listdir(tmp_path)) == ["dit.safetensors"]     # no temp file left behind
+
+
+def test_shared_tensors_are_saved(tmp_path, cfg):
+    m = _module(cfg)
+    m.blocks[1].weight = m.blocks[0].weight                        # tied weights share storage
+    loaded, _ = load_component(save_component(tmp_path / "t.safetensors", m, cfg))
+    assert torch.equal(loaded.blocks[1].weight, m.blocks[0].weight)
+
+
+def test_atomic_write_keeps_old_file(tmp_path, cfg, monkeypatch):
+    path = save_component(tmp_path / "dit.safetensors", _module(cfg, 0), cfg)
+    before = path.read_bytes()
+
+    def crash(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise OSError("disk full")
+    monkeypatch.setattr(weights, "save_file", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_component(path, _module(cfg, 1), cfg)
+    assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["dit.safetensors"]
+
+
+def _write_pickle(p):
+    with open(p, "wb") as f:
+        pickle.dump({"w": [1, 2, 3]}, f)
+
+
+@pytest.mark.parametrize("name,writer,match", [
+    ("model.pt", lambda p: torch.save({"w": torch.zeros(2)}, p), "zip archive"),
+    ("model.safetensors", lambda p: torch.save({"w": torch.zeros(2)}, p), "zip archive"),
+    ("model.ckpt", _write_pickle, "pickle"),
+    ("model.safetensors", lambda p: p.write_bytes(os.urandom(64)), "not a safetensors file"),
+    ("model.safetensors", lambda p: p.write_bytes(b""), "not a safetensors file"),
+])
+def test_refuses_non_safetensors(tmp_path, name, writer, match):
+    p = tmp_path / name
+    writer(p)
+    with pytest.raises(WeightsError, match=match) as e:
+        load_component(p)
+    assert str(p) in str(e.value) and "safetensors" in str(e.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_component(tmp_path / "nope.safetensors")
+
+
+def test_wrong_keys_listed_with_counts(tmp_path, cfg):
+    m = _module(cfg)
+    sd = {k: v for k, v in m.state_dict().items() if not k.startswith("blocks.1")}
+    sd.update({f"extra.{i}": torch.zeros(1) for i in range(7)})
+    path = tmp_path / "bad.safetensors"
+    save_file(sd, str(path), metadata={"sora.config": to_json(cfg)})
+    with pytest.raises(WeightsError) as e:
+        load_component(path)
+    msg = str(e.value)
+    assert "2 missing key(s): blocks.1.bias, blocks.1.weight" in msg
+    assert "7 unexpected key(s): extra.0" in msg and "and 2 more" in msg
+
+
+def test_shape_mismatch(tmp_path, cfg):
+    bigger = replace(cfg, num_heads=4)
+    path = save_component(tmp_path / "x.safetensors", _module(bigger), cfg)     # tensors of another size
+    with pytest.raises(WeightsError, match=r"shape mismatch\(es\): .*embed.bias \(file \(64,\), model \(32,\)\)"):
+        load_component(path)
+
+
+def test_kind_and_missing_config(tmp_path, cfg):
+    path = save_component(tmp_path / "d.safetensors", _module(cfg), cfg)
+    with pytest.raises(WeightsError, match="expected a vae config"):
+        load_component(path, kind="vae")
+    bare = tmp_path / "bare.safetensors"
+    save_file(dict(_module(cfg).state_dict()), str(bare))
+    with pytest.raises(WeightsError, match="no 'sora.config' metadata"):
+        load_component(bare)
+    module, _ = load_component(bare, cfg=cfg)          # an explicit config loads files without one
+    assert isinstance(module, StandIn)
+
+
+def test_key_map_prefix_and_callable(tmp_path, cfg):
+    m = _module(cfg)
+    foreign = {"model." + k.replace("blocks.", "layers."): v for k, v in m.state_dict().items()}
+    foreign["model.unused"] = torch.zeros(3)
+    path = tmp_path / "foreign.safetensors"
+    save_file(foreign, str(path))
+    with pytest.raises(WeightsError, match="missing key"):
+        load_component(path, cfg=cfg)
+    # prefix renames (longest prefix first); a callable may drop keys by returning None
+    mapped = {"model.layers.": "blocks.", "model.": ""}
+    with pytest.raises(WeightsError, match="1 unexpected key.*unused"):
+        load_component(path, cfg=cfg, key_map=mapped)
+    rename = lambda k: None if k.endswith("unused") else weights._rename(mapped)(k)
+    loaded, _ = load_component(path, cfg=cfg, key_map=rename)
+    assert torch.equal(loaded.blocks[0].weight, m.blocks[0].weight)
+
+
+def test_save_rejects_bad_inputs(tmp_path, cfg):
+    with pytest.raises(WeightsError, match=r"\.safetensors"):
+        save_component(tmp_path / "x.pt", _module(cfg), cfg)
+    with pytest.raises(WeightsError, match="str to str"):
+        save_component(tmp_path / "x.safetensors", _module(cfg), cfg, {"step": 3})
+    assert list(tmp_path.iterdir()) == []
