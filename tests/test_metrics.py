@@ -1,0 +1,120 @@
+"""World metrics: the ideal value on ground-truth renders, a clearly worse one on corrupted videos."""
+
+import numpy as np
+import pytest
+import torch
+
+from sora_core.video_io import frames_to_tensor
+from sora_core.world import metrics as M
+from sora_core.world.expand import prompt_to_scene
+from sora_core.world.render import render
+from sora_core.world.scene import BackgroundSpec, EventSpec, ObjectSpec, SceneSpec
+
+
+def clip(prompt="a red ball moving right", seed=0, frames=17, width=64, height=64):
+    return render(prompt_to_scene(prompt, seed, width=width, height=height, frames=frames))
+
+
+def steady_clip(frames=17):
+    """A red ball crossing the frame at constant speed, fully inside it all the time."""
+    ball = ObjectSpec("circle", "red", "large", "right", x=0.2, y=0.5, speed=0.6 / (frames / 8))
+    spec = SceneSpec((ball,), BackgroundSpec("solid", ("navy",)), EventSpec(), 64, 64, frames, 8.0)
+    return render(spec)
+
+
+def noisy(frames, sigma=25.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.clip(frames + rng.normal(0, sigma, frames.shape), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame differences
+# ---------------------------------------------------------------------------------------------
+
+def test_temporal_flicker():
+    truth = clip()
+    assert M.temporal_flicker(truth[:1]) == 1.0
+    assert M.temporal_flicker(np.repeat(truth[:1], 5, 0)) == 1.0
+    good = M.temporal_flicker(truth)
+    assert good > 0.98
+    assert M.temporal_flicker(noisy(truth)) < good - 0.05
+    shuffled = truth[np.random.default_rng(0).permutation(len(truth))]
+    assert M.temporal_flicker(shuffled) < good
+
+
+def test_loop_seam_ratio():
+    truth = steady_clip()
+    ping_pong = np.concatenate([truth, truth[-2:0:-1]])     # a perfect loop: 0..16, 15..1, (0...)
+    assert M.loop_seam_ratio(ping_pong) == pytest.approx(1.0, abs=0.2)
+    cut = M.loop_seam_ratio(truth[:12])                      # the ball jumps back at the seam
+    assert cut > 2.5
+    still = np.repeat(truth[:1], 4, 0)
+    assert M.loop_seam_ratio(still) == 1.0
+
+
+def test_boundary_continuity():
+    truth = steady_clip(frames=25)
+    assert M.boundary_continuity(truth, join=13) == pytest.approx(1.0, abs=0.25)
+    other = clip("a green box moving up on a gray background", seed=3, frames=25)
+    jump = np.concatenate([truth[:13], other[13:]])
+    assert M.boundary_continuity(jump, join=13) > 3.0
+    with pytest.raises(ValueError, match="join"):
+        M.boundary_continuity(truth, join=0)
+
+
+def test_transition_smoothness():
+    truth = steady_clip(frames=25)
+    smooth = M.transition_smoothness(truth)
+    assert smooth < 1.3
+    other = clip("a green box moving up on a gray background", seed=3, frames=25)
+    cut = np.concatenate([truth[:12], other[12:]])
+    assert M.transition_smoothness(cut) > 2 * smooth
+    assert M.transition_smoothness(cut, start=0, end=12) == pytest.approx(smooth, abs=0.3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconstruction and structure
+# ---------------------------------------------------------------------------------------------
+
+def test_psnr_ssim():
+    truth = clip()
+    assert M.reconstruction_psnr(truth, truth) == M.PSNR_CAP
+    assert M.reconstruction_ssim(truth, truth) == pytest.approx(1.0, abs=1e-4)
+    bad = noisy(truth, sigma=20)
+    psnr, ssim = M.reconstruction_psnr(truth, bad), M.reconstruction_ssim(truth, bad)
+    assert 15 < psnr < 25 and ssim < 0.7
+    mild = noisy(truth, sigma=4)
+    assert M.reconstruction_psnr(truth, mild) > psnr + 10
+    # float videos in [-1, 1] ((3, T, H, W) or batched) give the same numbers as uint8 frames
+    assert M.reconstruction_psnr(frames_to_tensor(truth)[None], frames_to_tensor(bad)[None]) == \
+        pytest.approx(psnr, abs=1e-3)
+    with pytest.raises(ValueError, match="same shape"):
+        M.reconstruction_psnr(truth, truth[:5])
+
+
+def test_first_frame_psnr():
+    truth = clip()
+    assert M.first_frame_psnr(truth[0], truth) == M.PSNR_CAP
+    assert M.first_frame_psnr(truth[0], noisy(truth, 30)) < 22
+
+
+def test_structure_preservation():
+    truth = clip("a large yellow box moving right", seed=1)
+    assert M.object_masks(truth).any()
+    assert M.structure_preservation(truth, truth) == 1.0
+    swapped = truth[..., ::-1].copy()               # other colours, same structure
+    assert M.structure_preservation(truth, swapped) > 0.8
+    shifted = np.roll(truth, 12, axis=2)            # objects moved sideways
+    assert M.structure_preservation(truth, shifted) < 0.5
+    background = np.repeat(np.median(truth, axis=0, keepdims=True).astype(np.uint8), len(truth), 0)
+    vanished = np.where(M.object_masks(truth)[..., None], background, truth)
+    assert M.structure_preservation(truth, vanished) < 0.1
+
+
+def test_metric_inputs_are_checked():
+    with pytest.raises(ValueError, match=r"uint8 RGB frames of shape \(T, H, W, 3\)"):
+        M.temporal_flicker(np.zeros((4, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        M.loop_seam_ratio(np.zeros((1, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="float video"):
+        M.reconstruction_psnr(torch.zeros(2, 8, 8), torch.zeros(2, 8, 8))
