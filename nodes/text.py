@@ -1,0 +1,57 @@
+"""Text: encode the positive / negative prompts, and expand a short prompt into a detailed caption."""
+
+from __future__ import annotations
+
+from sora_core import graph_ops
+from sora_core.world import expand
+
+CATEGORY = "Sora/text"
+
+
+class SoraTextEncode:
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Encode a prompt and a negative prompt with the model's text encoder. The negative "
+                   "prompt is what classifier-free guidance steers away from (empty = unconditional).")
+    RETURN_TYPES = ("SORA_CONDITIONING",)
+    RETURN_NAMES = ("conditioning",)
+    OUTPUT_TOOLTIPS = ("Positive and negative text embeddings for the Sora sampler.",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("SORA_MODEL", {"tooltip": "The Sora model whose text encoder is used."}),
+            "positive": ("STRING", {"default": "a red ball bouncing", "multiline": True,
+                                    "tooltip": "What the video shows. Detailed captions work best (see the prompt expander)."}),
+            "negative": ("STRING", {"default": "", "multiline": True,
+                                    "tooltip": "What to steer away from; empty for plain guidance."}),
+        }}
+
+    def encode(self, model, positive, negative):
+        return (graph_ops.encode_prompts(model, positive, negative),)
+
+
+class SoraPromptExpand:
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Expand a short prompt ('a red ball bouncing') into a detailed caption of the kind the "
+                   "model was trained on, keeping every constraint of the prompt; the seed fills in the rest.")
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("prompt",)
+    OUTPUT_TOOLTIPS = ("The detailed caption, for the positive prompt of Sora Text Encode.",)
+    FUNCTION = "expand"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "text": ("STRING", {"default": "a red ball bouncing", "multiline": True,
+                                "tooltip": "A short prompt in the world's vocabulary (shapes, colours, motions, backgrounds)."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "control_after_generate": True,
+                             "tooltip": "Chooses whatever the prompt leaves open (background, sizes, ...)."}),
+        }}
+
+    def expand(self, text, seed):
+        return (expand.expand_prompt(text, seed),)
+
+
+NODE_CLASS_MAPPINGS = {"SoraTextEncode": SoraTextEncode, "SoraPromptExpand": SoraPromptExpand}
+NODE_DISPLAY_NAME_MAPPINGS = {"SoraTextEncode": "Sora Text Encode", "SoraPromptExpand": "Sora Prompt Expander"}
