@@ -1,0 +1,219 @@
+"""``sora generate``: text (and optionally an image) to a video file with the default model.
+
+    sora generate "a red ball bouncing" --out ball.mp4
+    sora generate "a blue box moving left" --out box.webp --frames 33 --width 96 --height 64 --seed 3
+    sora generate "the ball rolls away" --image first.png --out anim.gif --seconds 2 --fps 8
+
+Every argument is checked (frame count, sizes, image, output folder, model files) before the model
+is loaded; the video is written atomically at the end (mp4 H.264, webp or gif by extension), under a
+new name if the file exists, so a failed run leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import CLIError
+
+SAMPLER_HELP = "euler, heun, dpmpp_2m or euler_ancestral"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt", help="what the video shows, e.g. 'a red ball bouncing'")
+    p.add_argument("--out", required=True, help="output file: .mp4 (H.264), .webp or .gif; never overwritten")
+    p.add_argument("--seed", type=int, default=None, help="noise seed (default: random, printed)")
+    p.add_argument("--width", type=int, default=None, help="width in pixels (default: the model's)")
+    p.add_argument("--height", type=int, default=None, help="height in pixels (default: the model's)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--frames", type=int, default=None, help="frame count: 1 (an image) or 1 + k * ft")
+    length.add_argument("--seconds", type=float, default=None, help="duration; rounded to a valid frame count")
+    p.add_argument("--fps", type=float, default=None, help="frames per second (default: the model's)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--sampler", default=None, help=f"sampler: {SAMPLER_HELP} (default: the model's)")
+    p.add_argument("--shift", type=float, default=None, help="schedule shift (> 0; default: the model's)")
+    p.add_argument("--negative", default="", help="negative prompt (used when --cfg != 1)")
+    p.add_argument("--image", default=None, help="animate this image: it becomes the first frame")
+    p.add_argument("--strength", type=float, default=1.0, help="how strictly the image is kept, in [0, 1]")
+    p.add_argument("--condition-mode", default="timestep", choices=["timestep", "replace"],
+                   help="how the image is applied: per-frame timesteps (models trained with masks) or replacement")
+    p.add_argument("--expand", action="store_true", help="expand the prompt into a detailed caption first")
+    p.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--fp32", action="store_true", help="compute in float32 (default: bfloat16 autocast)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("generate", help="generate a video from a text prompt (and an optional image)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation (nothing here loads weights)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Request:
+    """A validated request."""
+    prompt: str
+    out: Path
+    frames: int
+    height: int
+    width: int
+    fps: float
+    steps: int
+    cfg: float
+    sampler: str
+    shift: float
+    image: object = None          # uint8 (H, W, 3) at the output size, or None
+
+
+def _check_output(out: str) -> Path:
+    from ..video_io import WRITE_EXTS
+    path = Path(out)
+    if path.suffix.lower() not in WRITE_EXTS:
+        raise CLIError(f"--out {out!r}: unknown video extension {path.suffix or '(none)'!r}; "
+                       f"allowed are {', '.join(WRITE_EXTS)}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise CLIError(f"--out {out!r}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {out!r}: the folder {folder} is not writable")
+    return path
+
+
+def _check_numbers(args) -> None:
+    for name, lo, strict in (("steps", 1, False), ("cfg", 0.0, False), ("shift", 0.0, True), ("fps", 0.0, True),
+                             ("seconds", 0.0, True)):
+        v = getattr(args, name)
+        if v is not None and (v <= lo if strict else v < lo):
+            raise CLIError(f"--{name}={v} must be {'>' if strict else '>='} {lo}")
+    if not 0.0 <= args.strength <= 1.0:
+        raise CLIError(f"--strength={args.strength} must be in [0, 1]")
+    if args.seed is not None and not 0 <= args.seed < 2 ** 63:
+        raise CLIError(f"--seed={args.seed} must be in [0, 2**63)")
+
+
+def _read_image(path: str):
+    from ..video_io import read_video
+    if not Path(path).is_file():
+        raise CLIError(f"--image {path!r} does not exist")
+    frames, _ = read_video(path, max_frames=1)
+    return frames[0]
+
+
+def _size(args, spec, image) -> tuple[int, int]:
+    """(height, width): given, else the model's default area at the image's aspect, else the defaults."""
+    from ..geometry import nearest_valid_size
+    d = spec.defaults
+    if image is None or (args.width is not None and args.height is not None):
+        return (d.height if args.height is None else args.height), (d.width if args.width is None else args.width)
+    ih, iw = image.shape[:2]
+    multiple = spec.vae.spatial_factor * max(spec.dit.patch_size[1:])
+    if args.width is not None:
+        return nearest_valid_size(round(args.width * ih / iw), args.width, multiple)[0], args.width
+    if args.height is not None:
+        return args.height, nearest_valid_size(args.height, round(args.height * iw / ih), multiple)[1]
+    scale = (d.height * d.width / (ih * iw)) ** 0.5
+    return nearest_valid_size(round(ih * scale), round(iw * scale), multiple)
+
+
+def _fit_image(image, height: int, width: int):
+    """Resize to cover (height, width) and crop the centre: uint8 (height, width, 3)."""
+    import cv2
+    ih, iw = image.shape[:2]
+    scale = max(height / ih, width / iw)
+    h, w = max(height, round(ih * scale)), max(width, round(iw * scale))
+    img = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    top, left = (h - height) // 2, (w - width) // 2
+    return img[top:top + height, left:left + width]
+
+
+def validate(args, spec) -> Request:
+    """Check every argument against the model's configs ``spec`` (a pipeline.ModelSpec)."""
+    from ..geometry import frames_for_seconds
+    from ..samplers import get_sampler
+    _check_numbers(args)
+    out = _check_output(args.out)
+    image = _read_image(args.image) if args.image else None
+    height, width = _size(args, spec, image)
+    fps = spec.defaults.fps if args.fps is None else args.fps
+    ft = spec.vae.temporal_factor
+    frames = (frames_for_seconds(args.seconds, fps, ft) if args.seconds is not None
+              else spec.defaults.frames if args.frames is None else args.frames)
+    spec.geometry(frames, height, width)                              # GeometryError names the bad value
+    s = spec.schedule
+    sampler = s.sampler if args.sampler is None else args.sampler
+    get_sampler(sampler)
+    if image is not None:
+        image = _fit_image(image, height, width)
+    return Request(args.prompt, out, frames, height, width, fps, s.steps if args.steps is None else args.steps,
+                   s.cfg if args.cfg is None else args.cfg, sampler, s.shift if args.shift is None else args.shift,
+                   image)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------------
+
+def _expand(prompt: str, seed: int, req: Request) -> str:
+    """The world's prompt expansion for this grid (scaled up to the world's smallest frame, same aspect)."""
+    from ..world.expand import expand_prompt
+    up = max(1.0, 16 / min(req.width, req.height))
+    return expand_prompt(prompt, seed, width=round(req.width * up), height=round(req.height * up),
+                         frames=req.frames, fps=req.fps)
+
+
+def _progress(total: int, disable: bool):
+    from tqdm import tqdm
+    bar = tqdm(total=total, desc="sampling", unit="step", disable=disable, file=sys.stderr)
+
+    def callback(info: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(sigma=f"{float(info['sigma']):.3f}")
+    return bar, callback
+
+
+def run(args) -> int:
+    import secrets
+
+    import torch
+
+    from ..conditions import image_to_video
+    from ..pipeline import ModelSpec, SoraModel, default_model_dir, generate
+    from ..video_io import frames_to_tensor, tensor_to_frames, write_video
+
+    source = Path(args.model) if args.model else default_model_dir()
+    req = validate(args, ModelSpec.read(source))
+    seed = secrets.randbelow(2 ** 31) if args.seed is None else args.seed
+    prompt = _expand(req.prompt, seed, req) if args.expand else req.prompt
+    if args.expand:
+        print(f"expanded prompt: {prompt}", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    model = SoraModel.load(source, device=args.device)
+    conditions = ()
+    if req.image is not None:
+        image = frames_to_tensor(req.image[None])[None]                  # (1, 3, 1, H, W)
+        conditions = image_to_video(model.vae, image.to(model.device), args.strength)
+    bar, callback = _progress(req.steps, args.no_progress)
+    with bar:
+        result = generate(model, prompt, args.negative, frames=req.frames, height=req.height, width=req.width,
+                          steps=req.steps, cfg=req.cfg, sampler=req.sampler, shift=req.shift, seed=seed,
+                          conditions=conditions, condition_mode=args.condition_mode, callback=callback,
+                          autocast_dtype=None if args.fp32 else torch.bfloat16)
+    written = write_video(req.out, tensor_to_frames(result.video), req.fps)
+    note = f" ({req.out} exists; wrote a new file)" if written != req.out else ""
+    print(f"wrote {written}{note}: {req.frames} frames of {req.width}x{req.height} at {req.fps:g} fps, "
+          f"seed {seed}, {time.perf_counter() - t0:.1f} s")
+    return 0
