@@ -1,0 +1,355 @@
+"""``sora batch``: run a workflow many times over one or more running ComfyUI servers.
+
+    sora batch --server http://127.0.0.1:8188 [--server URL ...] WORKFLOW.json
+               [--set NODE_ID.input=value ...] [--rows FILE.csv|FILE.jsonl]
+               [--out DIR] [--retries N] [--timeout S]
+
+One job per row of ``--rows`` (CSV with a header of ``NODE_ID.input`` columns, or JSON Lines of
+``{"NODE_ID.input": value}`` objects; an optional ``job`` column/key names the job; an empty CSV cell
+keeps the workflow's value), or one job from ``--set`` alone. ``--set`` applies to every job, a row's
+values override it. A UI-format workflow is converted to the API format with the first reachable
+server's own ``/object_info``.
+
+One worker per server pulls jobs from a shared queue, submits them (POST /prompt), follows them over
+the websocket (a progress bar per server on a terminal, log lines always) and downloads the saved
+files through /view into ``--out/JOB/`` (new names if files exist; nothing local is overwritten).
+
+Retries: a job is retried, up to ``--retries`` more times and on another server when one is left,
+when its server failed: unreachable, HTTP 5xx, websocket lost mid-run, the run interrupted on the
+server, out of memory, or the server lacks the workflow's node types. A worker whose server no longer
+answers stops taking jobs. Not retried, since they would fail the same way anywhere: prompts the
+server rejects (HTTP 400: every failing node and input is printed for that job), a node raising an
+error while running (``execution_error``), and time-outs (``--timeout`` seconds from submission; the
+prompt is cancelled on that server). Ends with a summary table; exit code 0 when every job succeeded,
+1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from sora_core import comfy_client as cc
+from sora_core.workflow import WorkflowError, apply_overrides, read_workflow, to_api
+
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+# ======================================================================================== jobs
+
+
+@dataclass
+class Job:
+    """One prompt to run. ``source`` says where its values came from, for messages."""
+
+    name: str
+    prompt: dict
+    source: str
+    status: str = "pending"          # pending | ok | failed | rejected | error | timeout | not run
+    server: str = ""
+    seconds: float = 0.0
+    tries: int = 0
+    failed_on: set = field(default_factory=set)
+    files: list = field(default_factory=list)
+    message: str = ""
+
+
+def read_rows(path: str | Path) -> list[tuple[str, dict]]:
+    """Rows of overrides: [(where, {"NODE_ID.input": value, "job"?: name})]; ``where`` is
+    "FILE line N". CSV cells are parsed as JSON when they parse (numbers, true/false), else text."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--rows file {path} does not exist")
+    if path.suffix.lower() == ".csv":
+        return _read_csv(path)
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        return _read_jsonl(path)
+    raise WorkflowError(f"--rows {path}: use a .csv or .jsonl file")
+
+
+def _check_key(key: str, where: str) -> None:
+    node, dot, name = str(key).rpartition(".")
+    if key != "job" and (not dot or not node.strip() or not name.strip()):
+        raise WorkflowError(f"{where}: column {key!r} must be NODE_ID.input (e.g. 3.steps) or 'job'")
+
+
+def _read_csv(path: Path) -> list[tuple[str, dict]]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header or not any(h.strip() for h in header):
+            raise WorkflowError(f"{path} line 1: the header row is missing (columns NODE_ID.input, ...)")
+        header = [h.strip() for h in header]
+        for h in header:
+            _check_key(h, f"{path} line 1")
+        rows = []
+        for cells in reader:
+            where = f"{path} line {reader.line_num}"
+            if not any(c.strip() for c in cells):
+                continue
+            if len(cells) != len(header):
+                raise WorkflowError(f"{where}: {len(cells)} fields, the header has {len(header)}")
+            rows.append((where, {h: _cell(c) for h, c in zip(header, cells) if c.strip() != ""}))
+    if not rows:
+        raise WorkflowError(f"{path}: no rows below the header")
+    return rows
+
+
+def _cell(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise WorkflowError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from e
+        if not isinstance(row, dict):
+            raise WorkflowError(f"{where}: each line must be a JSON object of NODE_ID.input keys, got {type(row).__name__}")
+        for key in row:
+            _check_key(key, where)
+        rows.append((where, row))
+    if not rows:
+        raise WorkflowError(f"{path}: no rows")
+    return rows
+
+
+def build_jobs(api: dict, sets: list[str], rows: list[tuple[str, dict]] | None, object_info: dict) -> list[Job]:
+    """One Job per row (or a single job), each with its own copy of the API prompt and overrides
+    applied; unknown nodes and inputs are errors naming the row."""
+    base = apply_overrides(json.loads(json.dumps(api)), sets, object_info)
+    jobs, names = [], set()
+    for i, (where, row) in enumerate(rows or [("--set", {})], start=1):
+        name = str(row.get("job", f"job{i:03d}"))
+        if not JOB_NAME.match(name) or name in names:
+            raise WorkflowError(f"{where}: job name {name!r} must be unique and use letters, digits, '_', '.', '-'")
+        names.add(name)
+        texts = [f"{k}={json.dumps(v)}" for k, v in row.items() if k != "job"]
+        try:
+            prompt = apply_overrides(json.loads(json.dumps(base)), texts, object_info)
+        except WorkflowError as e:
+            raise WorkflowError(f"{where}: {e}") from e
+        jobs.append(Job(name, prompt, where))
+    return jobs
+
+
+# ======================================================================================== queue
+
+
+class JobQueue:
+    """Jobs shared by the server workers. A job that failed on a server goes to another live server
+    when there is one; it goes back to the same one only when no other is left."""
+
+    def __init__(self, jobs: list[Job], retries: int, servers: list[str]):
+        self.pending, self.retries = list(jobs), retries
+        self.live, self.running = set(servers), 0
+        self.cond = threading.Condition()
+
+    def take(self, server: str) -> Job | None:
+        with self.cond:
+            while server in self.live:
+                for job in self.pending:
+                    if server not in job.failed_on or job.failed_on >= self.live:
+                        self.pending.remove(job)
+                        self.running += 1
+                        return job
+                if not self.pending and self.running == 0:
+                    return None
+                self.cond.wait(0.5)
+            return None
+
+    def finish(self, job: Job, error: cc.ComfyError | None = None) -> bool:
+        """Record the outcome; returns True when the job was put back for a retry."""
+        with self.cond:
+            self.running -= 1
+            retry = error is not None and error.retryable and job.tries <= self.retries
+            if retry:
+                job.failed_on.add(job.server)
+                self.pending.insert(0, job)
+            self.cond.notify_all()
+            return retry
+
+    def retire(self, server: str) -> None:
+        """The server is gone: its worker stops; with no server left, pending jobs are not run."""
+        with self.cond:
+            self.live.discard(server)
+            if not self.live:
+                for job in self.pending:
+                    job.status, job.message = "not run", job.message or "no server left"
+                self.pending.clear()
+            self.cond.notify_all()
+
+
+# ======================================================================================== workers
+
+
+class Display:
+    """A progress bar per server (on a terminal) and log lines, safe across worker threads."""
+
+    def __init__(self, servers: list[str], stream=None):
+        self.stream = stream or sys.stderr
+        self.lock = threading.Lock()
+        self.bars = {s: tqdm(total=1, position=i, desc=s, leave=False, file=self.stream, disable=None,
+                             bar_format="{desc} {bar} {n_fmt}/{total_fmt} {postfix}") for i, s in enumerate(servers)}
+
+    def log(self, text: str) -> None:
+        with self.lock:
+            tqdm.write(text, file=self.stream)
+
+    def event(self, server: str, job: Job, ev) -> None:
+        bar = self.bars[server]
+        with self.lock:
+            if isinstance(ev, cc.Preview):
+                bar.set_postfix_str(f"{job.name} preview {ev.mime}", refresh=False)
+            elif ev.kind == "executing" and ev.data.get("node") is not None:
+                bar.reset(total=1)
+                bar.set_description(f"{server} {job.name} node {ev.data['node']}", refresh=False)
+            elif ev.kind == "progress":
+                bar.total, bar.n = ev.data.get("max", 1), ev.data.get("value", 0)
+                bar.refresh()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def run_worker(server: str, queue: JobQueue, out: Path, timeout: float, display: Display) -> None:
+    """Pull jobs for one server until the queue is empty or the server is gone."""
+    client = cc.ComfyClient(server)
+    try:
+        known = set(client.object_info())
+    except cc.ComfyError as e:
+        display.log(f"[{server}] not used: {e}")
+        queue.retire(server)
+        return
+    while (job := queue.take(server)) is not None:
+        job.server, job.tries = server, job.tries + 1
+        error = _run_job(client, job, known, out, timeout, display)
+        if queue.finish(job, error):
+            display.log(f"[{job.name}] failed on {server} (try {job.tries}): {job.message}; retrying")
+        if isinstance(error, cc.ServerUnavailable) and not client.alive():
+            display.log(f"[{server}] does not answer any more: no more jobs for it")
+            queue.retire(server)
+            return
+
+
+def _run_job(client: cc.ComfyClient, job: Job, known: set, out: Path, timeout: float,
+             display: Display) -> cc.ComfyError | None:
+    t0 = time.monotonic()
+    try:
+        missing = sorted({n["class_type"] for n in job.prompt.values()} - known)
+        if missing:
+            raise cc.MissingNodes(f"{client.url} lacks node types {', '.join(missing)}")
+        result = client.run(job.prompt, lambda ev: display.event(client.url, job, ev), timeout)
+        job.files = [str(client.download(ref, out / job.name)) for ref in result.files()]
+        job.status, job.seconds = "ok", time.monotonic() - t0
+        display.log(f"[{job.name}] done on {client.url} in {job.seconds:.1f} s: {len(job.files)} file(s)"
+                    + (f", {result.previews} preview(s)" if result.previews else ""))
+        return None
+    except cc.ComfyError as e:
+        job.seconds, job.message = time.monotonic() - t0, str(e)
+        if isinstance(e, cc.ValidationFailed):
+            job.message = "; ".join(e.lines)
+        job.status = {cc.ValidationFailed: "rejected", cc.ExecutionFailed: "error",
+                      cc.JobTimeout: "timeout"}.get(type(e), "failed")
+        if isinstance(e, cc.ValidationFailed):
+            display.log(f"[{job.name}] ({job.source}) {e}")
+        elif not e.retryable:
+            display.log(f"[{job.name}] ({job.source}) {job.status} on {client.url}: {e}")
+        return e
+
+
+def run_batch(servers: list[str], jobs: list[Job], out: Path, retries: int, timeout: float,
+              stream=None) -> list[Job]:
+    """Run ``jobs`` over ``servers`` (a worker thread per server); returns the jobs with outcomes."""
+    queue = JobQueue(jobs, retries, servers)
+    display = Display(servers, stream)
+    threads = [threading.Thread(target=run_worker, args=(s, queue, out, timeout, display), daemon=True)
+               for s in servers]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    finally:
+        display.close()
+    return jobs
+
+
+# ======================================================================================== command
+
+
+def summary_table(jobs: list[Job]) -> str:
+    """job | server | status | tries | seconds | outputs, one line per job."""
+    head = ("job", "server", "status", "tries", "seconds", "outputs")
+    rows = [(j.name, j.server or "-", j.status, str(j.tries), f"{j.seconds:.1f}",
+             ", ".join(j.files) if j.files else (j.message.splitlines()[0][:70] if j.message else "-"))
+            for j in jobs]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head) - 1)]
+    fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1]
+    return "\n".join([fmt(head), fmt(tuple("-" * w for w in widths) + ("-" * 7,)), *map(fmt, rows)])
+
+
+def prepare(workflow_path: str, servers: list[str], sets: list[str], rows_path: str | None) -> list[Job]:
+    """Read the workflow and rows, convert with the first reachable server's /object_info, build jobs."""
+    workflow = read_workflow(workflow_path)
+    rows = read_rows(rows_path) if rows_path else None
+    errors = []
+    for url in servers:
+        try:
+            info = cc.ComfyClient(url).object_info()
+            break
+        except cc.ComfyError as e:
+            errors.append(str(e))
+    else:
+        raise ConnectionError("no server answered GET /object_info:\n  " + "\n  ".join(errors))
+    return build_jobs(to_api(workflow, info), sets, rows, info)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sora_core.cli import CLIError
+    if args.retries < 0 or args.timeout <= 0:
+        raise CLIError("--retries must be >= 0 and --timeout > 0")
+    servers = list(dict.fromkeys(cc.ComfyClient(s).url for s in args.server))
+    try:
+        jobs = prepare(args.workflow, servers, args.set or [], args.rows)
+    except ConnectionError as e:
+        raise CLIError(str(e)) from e
+    print(f"{len(jobs)} job(s) over {len(servers)} server(s) -> {args.out}", file=sys.stderr)
+    run_batch(servers, jobs, Path(args.out), args.retries, args.timeout)
+    print(summary_table(jobs))
+    ok = sum(j.status == "ok" for j in jobs)
+    print(f"{ok} of {len(jobs)} job(s) succeeded")
+    return 0 if ok == len(jobs) else 1
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("batch", help="run a workflow over running ComfyUI servers (rows of values)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workflow", metavar="WORKFLOW.json", help="UI- or API-format workflow")
+    p.add_argument("--server", action="append", required=True, metavar="URL",
+                   help="a ComfyUI server, e.g. http://127.0.0.1:8188 (repeat for several)")
+    p.add_argument("--set", action="append", metavar="NODE_ID.input=value", help="override for every job")
+    p.add_argument("--rows", metavar="FILE", help="CSV or JSONL: one job per row of NODE_ID.input values")
+    p.add_argument("--out", default="batch_out", help="folder for the downloaded outputs (default batch_out)")
+    p.add_argument("--retries", type=int, default=2, help="extra tries of a job after a server failure")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds a job may take from submission")
+    p.set_defaults(func=_run)
