@@ -164,13 +164,16 @@ def _axes(img, box, xr, yr, log_y, to_px, xlabel, ylabel, xticks=True):
 
 def bar_chart(values: Mapping[str, float], *, title: str = "", ylabel: str = "",
               ylim: tuple[float, float] | None = None, targets: Mapping[str, float] | None = None,
+              notes: Mapping[str, str] | None = None, highlight: Sequence[str] = (),
               size=(720, 420)) -> np.ndarray:
     """One bar per named value, its number written on top; ``targets`` (same names) are drawn as a
-    dashed red mark over the bar. ``ylim`` defaults to [min(0, values), max(values, targets)].
-    Returns uint8 RGB (H, W, 3). Non-finite values are shown as "n/a"."""
+    dashed red mark over the bar (with a legend); ``notes`` are grey text under a bar's name (e.g.
+    "n=3"); bars named in ``highlight`` are drawn in a second colour (e.g. lower-is-better ones).
+    ``ylim`` defaults to [min(0, values), max(values, targets)]. Returns uint8 RGB (H, W, 3).
+    Non-finite values are shown as "n/a"."""
     img = _canvas(size, title)
     w, h = size
-    box = (70, 52, w - 20, h - 70)
+    box = (70, 52, w - 20, h - 62)
     names = list(values)
     if not names:
         _text(img, "no data", (w // 2, h // 2), 0.6, GREY, 1, "centre")
@@ -190,19 +193,26 @@ def bar_chart(values: Mapping[str, float], *, title: str = "", ylabel: str = "",
         cx = int(box[0] + slot * (i + 0.5))
         half = int(slot * 0.3)
         if math.isfinite(v):
-            cv2.rectangle(img, (cx - half, to_py(v)), (cx + half, to_py(max(lo, 0))), PALETTE[0], -1)
+            colour = PALETTE[1] if name in highlight else PALETTE[0]
+            cv2.rectangle(img, (cx - half, to_py(v)), (cx + half, to_py(max(lo, 0))), colour, -1)
         _text(img, _fmt(v) if math.isfinite(v) else "n/a", (cx, to_py(v if math.isfinite(v) else lo) - 5),
               0.4, BLACK, 1, "centre")
         if targets and name in targets and math.isfinite(targets[name]):
             ty = to_py(targets[name])
             for x0 in range(cx - half - 4, cx + half + 4, 6):
                 cv2.line(img, (x0, ty), (x0 + 3, ty), (200, 40, 40), 2)
-        _label_below(img, name, cx, box[3] + 14, int(slot))
+        lines = _label_below(img, name, cx, box[3] + 14, int(slot))
+        if notes and name in notes:
+            _text(img, notes[name], (cx, box[3] + 14 + 14 * lines), 0.35, GREY, 1, "centre")
+    if tgt:
+        for x0 in range(w - 90, w - 66, 6):
+            cv2.line(img, (x0, 36), (x0 + 3, 36), (200, 40, 40), 2)
+        _text(img, "target", (w - 62, 40), 0.4, (200, 40, 40), 1)
     return img
 
 
-def _label_below(img, name, cx, y, width):
-    """A bar label, shrunk and split over two lines to fit ``width`` pixels."""
+def _label_below(img, name, cx, y, width) -> int:
+    """A bar label, shrunk and split over two lines to fit ``width`` pixels; returns the line count."""
     scale = 0.4
     words = name.replace("_", " ").split()
     lines = [" ".join(words)]
@@ -213,6 +223,7 @@ def _label_below(img, name, cx, y, width):
         scale -= 0.05
     for j, s in enumerate(lines):
         _text(img, s, (cx, y + 14 * j), scale, BLACK, 1, "centre")
+    return len(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,13 +238,14 @@ def frame_indices(total: int, count: int) -> list[int]:
 
 
 def contact_sheet(frames: np.ndarray, *, detections: Sequence[Sequence[Mapping]] | None = None,
-                  title: str = "", count: int = 8, min_height: int = 96) -> np.ndarray:
+                  title: str = "", subtitle: str = "", count: int = 8, min_height: int = 128) -> np.ndarray:
     """A row of ``count`` frames sampled evenly from ``frames`` (T, H, W, 3), each labelled with its
     index, with optional detections drawn on them.
 
     ``detections[t]`` lists dicts with ``box`` (x0, y0, x1, y1 in pixels of the frame) and optional
     ``label`` (str) and ``colour`` (RGB). Small frames are enlarged (nearest) to ``min_height`` so
-    they can be seen. A ``title`` line goes above the row. Returns uint8 RGB (H, W, 3).
+    they can be seen. A ``title`` line (and a grey ``subtitle`` line) goes above the row.
+    Returns uint8 RGB (H, W, 3).
     """
     frames = np.asarray(frames)
     t, h, w, _ = frames.shape
@@ -247,11 +259,28 @@ def contact_sheet(frames: np.ndarray, *, detections: Sequence[Sequence[Mapping]]
         _text(tile, f"t={i}", (4, 13), 0.4, GREY, 1)
         tiles.append(tile)
     row = np.concatenate(tiles, axis=1)
-    if not title:
-        return row
-    head = np.full((24, row.shape[1], 3), 255, np.uint8)
-    _text(head, _fit(title, row.shape[1] - 8, 0.45), (4, 17), 0.45, BLACK, 1)
-    return np.concatenate([head, row], axis=0)
+    heads = []
+    for text, colour in ((title, BLACK), (subtitle, GREY)):
+        for line in (wrap_text(text, row.shape[1] - 8, 0.45, max_lines=3) if text else []):
+            head = np.full((20, row.shape[1], 3), 255, np.uint8)
+            _text(head, line, (4, 15), 0.45, colour, 1)
+            heads.append(head)
+    return np.concatenate(heads + [row], axis=0)
+
+
+def wrap_text(text: str, width: int, scale: float, max_lines: int = 3) -> list[str]:
+    """``text`` split at spaces into lines that fit ``width`` pixels; the last kept line gets an
+    ellipsis when more would be needed."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and cv2.getTextSize(lines[-1] + " " + word, FONT, scale, 1)[0][0] <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = _fit(lines[-1] + " ...", width, scale)
+    return [_fit(line, width, scale) for line in lines]
 
 
 def _fit(text: str, width: int, scale: float) -> str:
@@ -271,10 +300,11 @@ def _draw_detection(tile, det, scale):
     cv2.rectangle(tile, (x0, y0), (x1, y1), colour, 1)
     label = det.get("label")
     if label:
-        (tw, th), _ = cv2.getTextSize(label, FONT, 0.35, 1)
+        (tw, th), _ = cv2.getTextSize(label, FONT, 0.32, 1)
         ty = y0 - 3 if y0 - th - 4 >= 0 else min(y1 + th + 3, tile.shape[0] - 2)
-        cv2.rectangle(tile, (x0, ty - th - 2), (x0 + tw + 2, ty + 2), BLACK, -1)
-        _text(tile, label, (x0 + 1, ty), 0.35, WHITE, 1)
+        tx = min(max(x0, 0), max(tile.shape[1] - tw - 2, 0))
+        cv2.rectangle(tile, (tx, ty - th - 2), (tx + tw + 2, ty + 2), BLACK, -1)
+        _text(tile, label, (tx + 1, ty), 0.32, WHITE, 1)
 
 
 def stack(images: Sequence[np.ndarray], gap: int = 6) -> np.ndarray:

@@ -24,11 +24,55 @@ OBJECT_LEVEL = 170  # a pixel belongs to an object when its brightest channel re
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """How to read a metric: its ideal value, whether higher is better, and its unit."""
+    """How to read a reported metric: its ideal value, whether higher is better, its kind
+    ("fraction" in [0, 1], "ratio" with ideal 1, or "dB"), and the target the default model
+    aims at (None = no target), met when the value is >= target (or <= for lower-is-better)."""
     ideal: float
     higher_is_better: bool
-    unit: str = ""
-    description: str = ""
+    kind: str
+    target: float | None
+    description: str
+
+    def meets(self, value: float | None) -> bool | None:
+        if self.target is None or value is None or not math.isfinite(value):
+            return None
+        return value >= self.target if self.higher_is_better else value <= self.target
+
+
+def _m(ideal, higher, kind, target, text):
+    return MetricInfo(float(ideal), higher, kind, target, text)
+
+
+# every name a report may hold; "structure_iou@0.50" style names take the info of "structure_iou"
+METRICS: dict[str, MetricInfo] = {
+    "colour": _m(1, True, "fraction", 0.9, "objects with the colour asked for"),
+    "shape": _m(1, True, "fraction", 0.8, "objects with the shape asked for"),
+    "size": _m(1, True, "fraction", None, "objects with the size asked for"),
+    "motion": _m(1, True, "fraction", 0.8, "objects with the motion asked for"),
+    "count": _m(1, True, "fraction", None, "clips with as many objects as asked for"),
+    "event": _m(1, True, "fraction", None, "clips showing the world event asked for"),
+    "temporal_flicker": _m(1, True, "fraction", None, "VBench temporal flickering score"),
+    "object_permanence": _m(1, True, "fraction", None, "occluded objects that come back the same"),
+    "identity_drift": _m(0, False, "fraction", None, "tracked objects whose look changes"),
+    "loop_seam_ratio": _m(1, False, "ratio", 1.5, "last->first difference / mean step"),
+    "boundary_continuity": _m(1, False, "ratio", 1.5, "difference at the join / mean step around it"),
+    "transition_smoothness": _m(1, False, "ratio", None, "largest step / mean step over the transition"),
+    "structure_iou": _m(1, True, "fraction", 0.5, "object-mask IoU of SDEdit output with the source"),
+    "first_frame_psnr": _m(PSNR_CAP, True, "dB", 25.0, "first frame vs the given image"),
+    "psnr": _m(PSNR_CAP, True, "dB", 30.0, "VAE reconstruction PSNR"),
+    "ssim": _m(1, True, "fraction", None, "VAE reconstruction SSIM"),
+}
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The MetricInfo of a reported name (``"structure_iou@0.50"`` -> ``"structure_iou"``)."""
+    base = name.split("@")[0]
+    if base not in METRICS:
+        raise KeyError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+    info = METRICS[base]
+    if base == "structure_iou" and "@" in name and abs(float(name.split("@")[1]) - 0.5) > 1e-6:
+        return MetricInfo(info.ideal, info.higher_is_better, info.kind, None, info.description)
+    return info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,5 +239,139 @@ def first_frame_psnr(image, frames) -> float:
     return reconstruction_psnr(img, f[:1])
 
 
-def _finite(x: float) -> bool:
-    return x is not None and math.isfinite(x)
+# ---------------------------------------------------------------------------------------------
+# Object level (from the analytic captioner's Analysis)
+# ---------------------------------------------------------------------------------------------
+
+_ATTRS = ("colour", "shape", "size", "motion")
+_MOVING = ("left", "right", "up", "down", "bouncing")
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a clip should show: per object (colour, shape, size, motion), None = not asked for
+    (``motion`` may be "moving": any motion but static); ``event`` None = not asked for."""
+    objects: tuple[tuple[str | None, str | None, str | None, str | None], ...]
+    event: str | None = None
+
+    @classmethod
+    def of(cls, truth) -> "Expected":
+        """From a SceneSpec, a SceneDescription, a PromptParse or a prompt string."""
+        from .captions import SceneDescription, describe
+        from .expand import PromptParse, parse_prompt
+        from .scene import SceneSpec
+        if isinstance(truth, str):
+            truth = parse_prompt(truth)
+        if isinstance(truth, SceneSpec):
+            truth = describe(truth)
+        if isinstance(truth, SceneDescription):
+            return cls(tuple((o.colour, o.shape, o.size, o.motion) for o in truth.objects), truth.event)
+        if isinstance(truth, PromptParse):
+            event = truth.event or ("pan" if truth.pan else None)
+            return cls(tuple((o.colour, o.shape, o.size, o.motion) for o in truth.objects), event)
+        raise TypeError(f"expected a prompt, SceneSpec, SceneDescription or PromptParse, got {type(truth).__name__}")
+
+
+def _attr_match(want, got) -> bool:
+    return want == got or (want == "moving" and got in _MOVING)
+
+
+def match_objects(expected: Expected, analysis) -> list:
+    """For each expected object, the analysed ObjectTrack it is (or None): the one-to-one pairing
+    that agrees on the most asked-for attributes (colour and shape first)."""
+    from itertools import permutations
+    tracks = list(analysis.objects)
+    want = expected.objects
+    slots = tracks + [None] * len(want)
+    weights = (4, 4, 1, 2)  # colour, shape, size, motion
+
+    def score(pairing):
+        return sum(w for obj, trk in zip(want, pairing) if trk is not None
+                   for a, w, v in zip(_ATTRS, weights, obj) if v is not None and _attr_match(v, getattr(trk, a)))
+    best = max(permutations(range(len(slots)), len(want)), key=lambda idx: score([slots[i] for i in idx]))
+    return [slots[i] for i in best]
+
+
+def prompt_adherence(analysis, expected) -> dict[str, float | None]:
+    """Prompt adherence: how much of what was asked the clip shows, from the analytic captioner.
+
+    ``expected``: a prompt string, PromptParse, SceneSpec or SceneDescription. Expected objects are
+    paired one-to-one with the objects found (``match_objects``). Returns, each in [0, 1] (ideal
+    1.0) or None when the prompt does not ask for it:
+    ``colour`` / ``shape`` / ``size`` / ``motion``: the fraction of expected objects with that
+    attribute asked for whose paired object has it ("moving" accepts any motion but static);
+    ``count``: 1.0 when exactly as many objects are seen as asked for, else 0.0;
+    ``event``: 1.0 when the world event seen (occluder, brush, pan, none) is the one asked for.
+    """
+    exp = expected if isinstance(expected, Expected) else Expected.of(expected)
+    pairs = match_objects(exp, analysis)
+    out: dict[str, float | None] = {}
+    for i, attr in enumerate(_ATTRS):
+        asked = [(obj[i], trk) for obj, trk in zip(exp.objects, pairs) if obj[i] is not None]
+        out[attr] = (sum(trk is not None and _attr_match(v, getattr(trk, attr)) for v, trk in asked)
+                     / len(asked)) if asked else None
+    out["count"] = float(len(analysis.objects) == len(exp.objects)) if exp.objects else None
+    out["event"] = None if exp.event is None else float(analysis.event == exp.event)
+    return out
+
+
+def object_permanence(analysis) -> float | None:
+    """Object permanence: the fraction of occlusions (an object went behind the occluder and the
+    clip lasted long enough for it to come out) after which the object came back with the same
+    colour, shape and size (captioner ``Occlusion.same``). Ideal 1.0; an object that vanishes
+    behind the bar, or comes out changed, lowers it. None when nothing went behind an occluder."""
+    done = [o for o in analysis.occlusions if o.resolved]
+    return None if not done else float(np.mean([o.same for o in done]))
+
+
+def _size_class(d) -> str:
+    from . import vocab as V
+    return "small" if d.size < V.SIZE_THRESHOLD else "large"
+
+
+def _chains(detections, link: float) -> list[list]:
+    """Link whole (not partial) detections frame to frame by position alone, blind to what they
+    look like. A detection continues a chain when the chain's predicted position (constant
+    velocity) is within ``link`` pixels, the pairing is mutual (each is the other's nearest) and
+    unambiguous (the runner-up is at least twice as far); otherwise it starts a new chain."""
+    chains, active = [], []
+    for dets in detections:
+        cur = [d for d in dets if not d.partial]
+        pred = [(c[-1].cx + (c[-1].cx - c[-2].cx if len(c) > 1 else 0.0),
+                 c[-1].cy + (c[-1].cy - c[-2].cy if len(c) > 1 else 0.0)) for c in active]
+        dist = np.array([[math.hypot(d.cx - px, d.cy - py) for d in cur] for px, py in pred]).reshape(len(pred), len(cur))
+        nxt = []
+        for j, d in enumerate(cur):
+            i = int(dist[:, j].argmin()) if len(pred) else -1
+            ok = i >= 0 and dist[i, j] <= link and int(dist[i].argmin()) == j
+            if ok:
+                others = np.delete(dist[:, j], i).tolist() + np.delete(dist[i], j).tolist()
+                ok = all(o >= 2 * dist[i, j] for o in others)
+            if ok:
+                active[i].append(d)
+                nxt.append(active[i])
+            else:
+                chains.append([d])
+                nxt.append(chains[-1])
+        active = nxt
+    return chains
+
+
+def identity_drift(analysis, min_length: int = 4) -> float:
+    """Identity drift: the fraction of tracked objects whose look changes along the video.
+
+    Whole detections are chained frame to frame by position only (``_chains``, blind to colour
+    and shape); for every chain of at least ``min_length`` frames, the majority (colour, shape,
+    size class) of its first quarter is compared with that of its last quarter. Ideal 0.0 (every
+    object keeps its identity); objects that turn into another colour or shape raise it.
+    0.0 when no object is tracked long enough."""
+    from collections import Counter
+    S = min(analysis.width, analysis.height)
+    chains = [c for c in _chains(analysis.detections, 0.35 * S) if len(c) >= min_length]
+    if not chains:
+        return 0.0
+
+    def look(dets):
+        return Counter((d.colour, d.shape, _size_class(d)) for d in dets).most_common(1)[0][0]
+    changed = [look(c[: max(1, len(c) // 4)]) != look(c[-max(1, len(c) // 4):]) for c in chains]
+    return float(np.mean(changed))

@@ -1,0 +1,129 @@
+"""``sora eval``: score videos with the world metrics and write a report.
+
+Score a folder of videos against a prompts file (jsonl / txt / csv: file name + prompt per line):
+    sora eval --videos clips/ --prompts prompts.jsonl --out eval_report
+
+Generate from prompts with fixed seeds and score what comes out (default model unless --model):
+    sora eval --generate --prompts prompts.txt --seeds 0,1,2
+    sora eval --generate --prompt-set world-single --count 100 --seed 0 --tasks t2v,i2v,loop
+
+The report folder (a new name if it exists) gets report.json, report.md (tables) and figures/
+(metric bar charts, contact sheets of frames with the captioner's detections drawn).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+from . import CLIError
+
+DEFAULT_TASKS = "t2v"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="score videos (a folder, or generated ones) with the world metrics",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("what to score")
+    src.add_argument("--videos", help="folder of videos to score (with --prompts)")
+    src.add_argument("--generate", action="store_true", help="generate the videos with a model, then score them")
+    src.add_argument("--prompts", help="prompts file: .jsonl, .txt or .csv (see the docs of sora_core.world.evaluate)")
+    src.add_argument("--prompt-set", choices=["world", "world-single"],
+                     help="built-in prompts sampled from the world (with --generate): any scene, or one object")
+    src.add_argument("--count", type=int, default=100, help="prompts drawn from --prompt-set (default 100)")
+    src.add_argument("--seed", type=int, default=0, help="seed of the --prompt-set sample (default 0)")
+    gen = p.add_argument_group("generation (--generate)")
+    gen.add_argument("--seeds", default="0", help="noise seeds, e.g. 0,1,2 or 0-9 (default 0)")
+    gen.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
+    gen.add_argument("--tasks", default=DEFAULT_TASKS,
+                     help="comma-separated: t2v, i2v, extend, loop, sdedit, connect, vae (default t2v)")
+    gen.add_argument("--frames", type=int, default=None, help="frame count (default: the model's)")
+    gen.add_argument("--width", type=int, default=None, help="width (default: the model's)")
+    gen.add_argument("--height", type=int, default=None, help="height (default: the model's)")
+    gen.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    gen.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's)")
+    gen.add_argument("--device", default="cpu", help="cpu, cuda ...")
+    p.add_argument("--out", default="eval_report", help="report folder; a new name if it exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """"0,1,2" / "0-9" / "3" -> a list of ints (a CLIError names a bad item)."""
+    seeds = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                a, b = part.split("-", 1) if not part.startswith("-") else (part, part)
+                lo, hi = int(a), int(b)
+                if hi < lo:
+                    raise ValueError
+                seeds += range(lo, hi + 1)
+            else:
+                seeds.append(int(part))
+        except ValueError:
+            raise CLIError(f"--seeds: {part!r} is not a seed or a range like 0-9") from None
+    if not seeds:
+        raise CLIError("--seeds is empty")
+    return seeds
+
+
+def _check_args(args) -> None:
+    if args.generate == bool(args.videos):
+        raise CLIError("give either --videos DIR (score a folder) or --generate (generate, then score)")
+    if args.videos and not args.prompts:
+        raise CLIError("--videos needs --prompts FILE (video file name + prompt per line)")
+    if args.videos and args.prompt_set:
+        raise CLIError("--prompt-set only works with --generate; a folder needs --prompts")
+    if args.generate and bool(args.prompts) == bool(args.prompt_set):
+        raise CLIError("--generate needs either --prompts FILE or --prompt-set world|world-single")
+    if args.count < 1:
+        raise CLIError(f"--count must be >= 1, got {args.count}")
+
+
+def _settings(args, extra: dict) -> dict:
+    """What the report says about the run: the command (when run from the command line), the date
+    and the run's inputs."""
+    argv = sys.argv[1:]
+    command = "sora " + shlex.join(argv) if argv[:1] == ["eval"] else None
+    return {**({"command": command} if command else {}), "date": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
+
+
+def run(args) -> int:
+    _check_args(args)
+    from ..world.evaluate import read_prompt_file, score_folder, world_prompt_set
+    from ..world.report import prepare_out_dir, write_report
+    progress = not args.no_progress
+    if args.videos:
+        entries = read_prompt_file(args.prompts, need_file=True)
+        results = score_folder(args.videos, entries, progress=progress)
+        out = prepare_out_dir(args.out)
+        extra = {"videos": args.videos, "prompts": args.prompts, "clips": len(results)}
+    else:
+        from ..world.eval_tasks import RunSettings, evaluate_generated
+        seeds = parse_seeds(args.seeds)
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        model = _load_model(args)
+        d = model.defaults
+        size = dict(width=args.width or d.width, height=args.height or d.height, frames=args.frames or d.frames)
+        entries = (read_prompt_file(args.prompts, need_file=False) if args.prompts else
+                   world_prompt_set(args.prompt_set, args.count, args.seed, fps=d.fps, **size))
+        settings = RunSettings(args.frames, args.height, args.width, args.steps, args.cfg)
+        out = prepare_out_dir(args.out)
+        results = evaluate_generated(model, entries, seeds, tasks, out, settings, progress=progress)
+        extra = {"model": args.model or "default", "prompts": args.prompts or
+                 f"{args.prompt_set} x {args.count} (seed {args.seed})", "seeds": args.seeds,
+                 "tasks": ",".join(tasks), "size": f"{size['frames']} frames of {size['width']}x{size['height']}",
+                 "steps": args.steps or model.schedule.steps, "clips": len(results)}
+    paths = write_report(out, results, _settings(args, extra))
+    print(f"wrote {paths['md']} ({len(results)} clips), report.json and figures/ in {out}")
+    return 0
+
+
+def _load_model(args):
+    from ..pipeline import SoraModel
+    model = SoraModel.load(args.model, args.device) if args.model else SoraModel.default(args.device)
+    return model
