@@ -118,3 +118,97 @@ def test_metric_inputs_are_checked():
         M.loop_seam_ratio(np.zeros((1, 8, 8, 3), np.uint8))
     with pytest.raises(ValueError, match="float video"):
         M.reconstruction_psnr(torch.zeros(2, 8, 8), torch.zeros(2, 8, 8))
+
+
+# ---------------------------------------------------------------------------------------------
+# Object level (through the analytic captioner)
+# ---------------------------------------------------------------------------------------------
+
+def _analyze(frames):
+    from sora_core.world.captioner import analyze
+    return analyze(frames, 8.0)
+
+
+def recolour(frames, start=0, colour="blue"):
+    """The objects' pixels from frame ``start`` on painted in another palette colour."""
+    from sora_core.world import vocab as V
+    out = frames.copy()
+    mask = M.object_masks(frames)
+    mask[:start] = False
+    out[mask] = V.COLOURS[colour]
+    return out
+
+
+def remove_objects(frames, start=0):
+    """The objects erased (painted with the temporal median background) from frame ``start`` on."""
+    out = frames.copy()
+    background = np.median(frames, axis=0).astype(np.uint8)
+    mask = M.object_masks(frames)
+    mask[:start] = False
+    grown = np.stack([cv2_dilate(m) for m in mask])
+    out[grown] = np.broadcast_to(background, out.shape)[grown]
+    return out
+
+
+def cv2_dilate(mask):
+    import cv2
+    return cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+
+
+def test_prompt_adherence():
+    prompt = "a red ball moving right"
+    spec = prompt_to_scene(prompt, 0, width=64, height=64, frames=17)
+    truth = render(spec)
+    for expected in (prompt, spec):
+        got = M.prompt_adherence(_analyze(truth), expected)
+        assert got["colour"] == got["shape"] == got["motion"] == got["count"] == 1.0
+    assert M.prompt_adherence(_analyze(truth), spec)["size"] == 1.0
+    assert M.prompt_adherence(_analyze(truth), "a red ball moving")["motion"] == 1.0
+    assert M.prompt_adherence(_analyze(truth), "a red ball")["motion"] is None, "not asked for: not scored"
+    swapped = M.prompt_adherence(_analyze(truth[..., ::-1].copy()), prompt)   # red -> blue
+    assert swapped["colour"] == 0.0 and swapped["shape"] == 1.0
+    reversed_ = M.prompt_adherence(_analyze(truth[::-1].copy()), prompt)      # now moving left
+    assert reversed_["motion"] == 0.0
+    vanished = M.prompt_adherence(_analyze(remove_objects(truth)), prompt)
+    assert vanished["count"] == 0.0 and vanished["colour"] == 0.0
+
+
+def test_prompt_adherence_two_objects():
+    prompt = "a green box moving up and a yellow triangle moving left"
+    spec = prompt_to_scene(prompt, 2, width=96, height=64, frames=17)
+    truth = render(spec)
+    got = M.prompt_adherence(_analyze(truth), prompt)
+    assert got["colour"] == got["shape"] == got["motion"] == got["count"] == 1.0
+    other = M.prompt_adherence(_analyze(truth), "a green box moving up and a red triangle moving left")
+    assert other["colour"] == 0.5
+
+
+def occluder_clip():
+    spec = prompt_to_scene("a small orange box moving right, passing behind a bar", 1,
+                           width=96, height=64, frames=33)
+    return render(spec)
+
+
+def test_object_permanence():
+    truth = occluder_clip()
+    a = _analyze(truth)
+    assert M.object_permanence(a) == 1.0
+    assert M.object_permanence(_analyze(clip())) is None, "no occluder: not applicable"
+    hidden = a.occlusions[0].hidden_frame
+    vanished = remove_objects(truth, start=hidden)
+    assert M.object_permanence(_analyze(vanished)) == 0.0
+    changed = recolour(truth, start=hidden, colour="purple")
+    assert M.object_permanence(_analyze(changed)) == 0.0
+
+
+def test_identity_drift_over_a_long_video():
+    ball = ObjectSpec("circle", "red", "large", "right", x=0.15, y=0.5, speed=0.1)   # stays in view
+    box = ObjectSpec("square", "white", "small", "static", x=0.5, y=0.15)
+    spec = SceneSpec((ball, box), BackgroundSpec("gradient", ("navy", "black")), EventSpec(), 96, 64, 81, 8.0)
+    truth = render(spec)                                     # 10 seconds
+    assert M.identity_drift(_analyze(truth)) == 0.0
+    drifted = truth.copy()
+    red = np.all(np.abs(truth.astype(int) - (232, 40, 40)) < 60, axis=-1)
+    red[:40] = False
+    drifted[red] = (40, 204, 64)                             # the ball turns green half-way
+    assert M.identity_drift(_analyze(drifted)) == 0.5        # one of the two objects changed
