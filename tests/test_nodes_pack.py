@@ -1,0 +1,77 @@
+"""The pack loads the way ComfyUI loads it (its folder imported as a package under the folder's name),
+never imports or installs a top-level ``nodes`` (ComfyUI has its own), and its packaging lists every
+sub-package of the core."""
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# What ComfyUI's load_custom_node does with custom_nodes/comfyui-sora, with ComfyUI's own top-level
+# `nodes` module already imported (here a stand-in in the working folder).
+LOADER = textwrap.dedent("""
+    import importlib.util, json, sys
+    import nodes as comfy_nodes                      # ComfyUI's own module (a stand-in)
+    root = sys.argv[1]
+    spec = importlib.util.spec_from_file_location("comfyui-sora", root + "/__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["comfyui-sora"] = module
+    spec.loader.exec_module(module)
+    import nodes
+    print(json.dumps({
+        "count": len(module.NODE_CLASS_MAPPINGS),
+        "names": sorted(module.NODE_DISPLAY_NAME_MAPPINGS),
+        "classes": sorted(module.NODE_CLASS_MAPPINGS),
+        "nodes_is_comfy": nodes is comfy_nodes and getattr(nodes, "MARK", None) == "comfy",
+        "pack_nodes": sorted(k for k in sys.modules if k.endswith(".nodes") or ".nodes." in k)[:3],
+        "root_on_path": any(p.rstrip("/") == root.rstrip("/") for p in sys.path),
+    }))
+""")
+
+
+def test_pack_loads_like_comfyui_without_touching_its_nodes_module(tmp_path):
+    (tmp_path / "nodes.py").write_text("MARK = 'comfy'\n")
+    out = subprocess.run([sys.executable, "-c", LOADER, str(ROOT)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["count"] >= 20 and info["names"] == info["classes"]
+    assert info["nodes_is_comfy"], "the pack replaced or shadowed ComfyUI's top-level nodes module"
+    assert all(k.startswith("comfyui-sora.nodes") for k in info["pack_nodes"])
+    assert not info["root_on_path"]
+
+
+def test_no_top_level_nodes_in_the_packaging():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = cfg["packages"]
+    assert "nodes" not in packages and not any(p.startswith("nodes.") for p in packages)
+    assert cfg["package-dir"] == {"comfyui_sora": "."}
+    assert "comfyui_sora.nodes" in packages
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "sora_core").rglob("__init__.py")}
+    assert on_disk <= set(packages), f"sub-packages missing from pyproject: {sorted(on_disk - set(packages))}"
+
+
+def test_installed_distribution_has_no_top_level_nodes():
+    try:
+        dist = importlib.metadata.distribution("comfyui-sora")
+    except importlib.metadata.PackageNotFoundError:
+        return                                                   # not installed: nothing to check
+    if dist.read_text("RECORD") is None:
+        return                                   # a build's egg-info in the checkout, not an install
+    files = [str(f) for f in dist.files or []]
+    assert not any(f.startswith("nodes/") or f == "nodes.py" for f in files)
+    top = (dist.read_text("top_level.txt") or "").split()
+    assert "nodes" not in top
+
+
+def test_every_node_is_in_the_sora_category_and_has_a_display_name():
+    from sora_core import workflow
+    pack = workflow.load_pack()
+    for name, cls in pack.NODE_CLASS_MAPPINGS.items():
+        assert cls.CATEGORY.startswith("Sora/"), name
+        assert name in pack.NODE_DISPLAY_NAME_MAPPINGS and pack.NODE_DISPLAY_NAME_MAPPINGS[name].startswith("Sora ")
