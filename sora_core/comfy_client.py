@@ -309,6 +309,8 @@ class ComfyClient:
                 continue
             except (websocket.WebSocketException, OSError) as e:
                 raise ServerUnavailable(f"{self.url}: websocket lost during prompt {run.prompt_id} ({e})") from e
+            if not frame:  # websocket-client returns an empty frame when the server closes the socket
+                raise ServerUnavailable(f"{self.url}: the server closed the websocket during prompt {run.prompt_id}")
             run.feed(frame)
 
 
@@ -346,7 +348,10 @@ class _Follow:
                 self.previews += 1
                 self.on_event(preview)
             return
-        msg = json.loads(frame)
+        try:
+            msg = json.loads(frame)
+        except json.JSONDecodeError as e:
+            raise ServerUnavailable(f"the server sent a message that is not JSON: {frame[:80]!r}") from e
         kind, data = msg.get("type", ""), msg.get("data") or {}
         if data.get("prompt_id", self.prompt_id) != self.prompt_id:
             return  # another prompt of this client id, or a broadcast about one

@@ -241,7 +241,12 @@ def run_worker(server: str, queue: JobQueue, out: Path, timeout: float, display:
         return
     while (job := queue.take(server)) is not None:
         job.server, job.tries = server, job.tries + 1
-        error = _run_job(client, job, known, out, timeout, display)
+        try:
+            error = _run_job(client, job, known, out, timeout, display)
+        except Exception as e:  # a bug must not leave the job counted as running: record it, then raise
+            job.status, job.message = "failed", f"internal error: {e!r}"
+            queue.finish(job)
+            raise
         if queue.finish(job, error):
             display.log(f"[{job.name}] failed on {server} (try {job.tries}): {job.message}; retrying")
         if isinstance(error, cc.ServerUnavailable) and not client.alive():
