@@ -1,0 +1,164 @@
+"""``sora eval``: a folder of rendered clips gives a report (json, md, PNGs); bad prompt files and
+bad arguments give clear errors naming the line."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from sora_core.cli import main
+from sora_core.video_io import write_image, write_video
+from sora_core.world.evaluate import PromptFileError, read_prompt_file, world_prompt_set
+from sora_core.world.expand import prompt_to_scene
+from sora_core.world.render import render
+
+PROMPTS = ["a red ball moving right", "a large blue box bouncing", "a green triangle moving up",
+           "a small yellow box moving left, passing behind a bar"]
+
+
+def render_prompt(prompt, seed=0, frames=17):
+    return render(prompt_to_scene(prompt, seed, width=64, height=64, frames=frames))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """Rendered clips of the prompts (t2v), plus a loop, an extension and a VAE 'reconstruction'."""
+    d = tmp_path_factory.mktemp("clips")
+    rows = []
+    for i, p in enumerate(PROMPTS):
+        frames = render_prompt(p, i, frames=33 if "bar" in p else 17)
+        rows.append({"file": write_video(d / f"clip_{i}.mp4", frames, 8).name, "prompt": p})
+    base = render_prompt(PROMPTS[0])
+    write_video(d / "loop.mp4", np.concatenate([base, base[-2:0:-1]]), 8)
+    write_video(d / "source.mp4", base, 8)
+    write_video(d / "extended.mp4", render_prompt(PROMPTS[0], frames=25), 8)
+    rows += [{"file": "loop.mp4", "prompt": PROMPTS[0], "task": "loop"},
+             {"file": "extended.mp4", "prompt": PROMPTS[0], "task": "extend", "join": 13},
+             {"file": "clip_0.mp4", "prompt": PROMPTS[0], "task": "vae", "source": "source.mp4"}]
+    (d / "prompts.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return d
+
+
+def test_eval_folder_writes_report(folder, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["eval", "--videos", str(folder), "--prompts", str(folder / "prompts.jsonl"),
+                 "--out", str(out), "--no-progress"]) == 0
+    data = json.loads((out / "report.json").read_text())
+    clips = {(c["video"], c["task"]): c for c in data["clips"]}
+    assert len(clips) == len(PROMPTS) + 3
+    for i in range(len(PROMPTS)):
+        m = clips[(f"clip_{i}.mp4", "t2v")]["metrics"]
+        assert m["colour"] == m["shape"] == m["motion"] == m["count"] == 1.0, clips[(f"clip_{i}.mp4", "t2v")]
+        assert m["temporal_flicker"] > 0.95 and m["identity_drift"] == 0.0
+    assert clips[("clip_3.mp4", "t2v")]["metrics"]["object_permanence"] == 1.0
+    assert clips[("loop.mp4", "loop")]["metrics"]["loop_seam_ratio"] < 1.5
+    assert clips[("extended.mp4", "extend")]["metrics"]["boundary_continuity"] < 1.5
+    assert clips[("clip_0.mp4", "vae")]["metrics"]["psnr"] > 40     # same render, only mp4 coding
+    summary = data["summary"]
+    assert set(summary) >= {"t2v", "loop", "extend", "vae"}
+    assert summary["t2v"]["metrics"]["colour"]["mean"] == 1.0 and summary["t2v"]["metrics"]["colour"]["met"]
+    md = (out / "report.md").read_text()
+    assert "| colour | 1.000 |" in md and "loop_seam_ratio" in md and "![contact sheet](figures/sheets_001.png)" in md
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert len(pngs) >= 5 and all(str(p.relative_to(out)) in md for p in pngs)
+    for p in pngs:
+        img = cv2.imread(str(p))
+        assert img is not None and img.shape[0] > 100 and img.shape[1] > 300 and img.std() > 10
+    # a second run never touches the first report
+    before = (out / "report.json").read_bytes()
+    assert main(["eval", "--videos", str(folder), "--prompts", str(folder / "prompts.jsonl"),
+                 "--out", str(out), "--no-progress"]) == 0
+    assert (out / "report.json").read_bytes() == before
+    assert (tmp_path / "report_00001" / "report.md").is_file()
+
+
+def test_corrupted_clips_score_worse(folder, tmp_path):
+    """The same prompts against colour-swapped and shuffled videos: the report shows it."""
+    rows = []
+    for i, p in enumerate(PROMPTS[:3]):
+        frames = render_prompt(p, i)
+        swapped = frames[..., ::-1].copy()
+        rows.append(f"bad_{i}.mp4\t{p}")
+        write_video(tmp_path / f"bad_{i}.mp4", swapped, 8)
+    (tmp_path / "prompts.txt").write_text("\n".join(rows) + "\n")
+    assert main(["eval", "--videos", str(tmp_path), "--prompts", str(tmp_path / "prompts.txt"),
+                 "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert data["summary"]["t2v"]["metrics"]["colour"]["mean"] < 0.5
+    assert data["summary"]["t2v"]["metrics"]["colour"]["met"] is False
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompt files
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,text,match", [
+    ("p.jsonl", '{"file": "a.mp4", "prompt": "a red ball"}\n\n{"file": "b.mp4", "prompt": \n', r"p.jsonl:3: not valid JSON"),
+    ("p.jsonl", '{"file": "a.mp4", "prompt": "a red ball"}\n["b.mp4", "x"]\n', r":2: expected a JSON object"),
+    ("p.jsonl", '{"file": "a.mp4"}\n', r":1: no prompt"),
+    ("p.jsonl", '{"prompt": "a red ball"}\n', r":1: no video file name"),
+    ("p.jsonl", '{"file": "a.mp4", "prompt": "a red ball", "colour": "red"}\n', r":1: unknown field\(s\) colour"),
+    ("p.jsonl", '{"file": "a.mp4", "prompt": "a red ball", "task": "t3v"}\n', r":1: task 't3v' is unknown; allowed: t2v"),
+    ("p.jsonl", '{"file": "a.mp4", "prompt": "a red ball", "join": "x"}\n', r":1: field 'join' must be int"),
+    ("p.jsonl", '{"file": "a.mp4", "prompt": "a red ball and a red ball"}\n', r":1: .*same colour and shape"),
+    ("p.jsonl", '{"file": "a.mp4", "prompt": "a"}\n{"file": "a.mp4", "prompt": "b"}\n', r":2: 'a.mp4' is listed twice \(also on line 1\)"),
+    ("p.txt", "# comment\na.mp4\ta red ball\nb.mp4 a blue box\n", r"p.txt:3: expected 'FILE<TAB>PROMPT'"),
+    ("p.csv", "file,prompt\na.mp4,a red ball\nb.mp4,a blue box,extra\n", r"p.csv:3: more cells than header"),
+    ("p.csv", "video,text\na.mp4,a red ball\n", None),
+    ("p.csv", "file,words\na.mp4,a red ball\n", r"p.csv:2: unknown field\(s\) words"),
+    ("p.jsonl", "\n# nothing\n", r"no prompts in the file"),
+    ("p.yaml", "a: b\n", r"unknown extension '.yaml'; allowed are .jsonl, .txt, .csv"),
+])
+def test_malformed_prompt_files(tmp_path, name, text, match):
+    path = tmp_path / name
+    path.write_text(text)
+    if match is None:
+        entries = read_prompt_file(path)
+        assert [(e.file, e.prompt, e.line) for e in entries] == [("a.mp4", "a red ball", 2)]
+        return
+    with pytest.raises(PromptFileError, match=match):
+        read_prompt_file(path)
+
+
+def test_prompt_file_formats_agree(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"file": "a.mp4", "prompt": "a red ball", "task": "extend", "join": 5}\n')
+    (tmp_path / "p.txt").write_text("a.mp4 | a red ball\n")
+    (tmp_path / "p.csv").write_text("file,prompt,task,join\na.mp4,a red ball,extend,5\n")
+    (tmp_path / "g.txt").write_text("a red ball\n\na blue box bouncing\n")
+    j, t, c = (read_prompt_file(tmp_path / n) for n in ("p.jsonl", "p.txt", "p.csv"))
+    assert j[0].prompt == t[0].prompt == c[0].prompt == "a red ball" and j[0].file == t[0].file == "a.mp4"
+    assert (j[0].task, j[0].join) == (c[0].task, c[0].join) == ("extend", 5)
+    assert [e.prompt for e in read_prompt_file(tmp_path / "g.txt", need_file=False)] == ["a red ball", "a blue box bouncing"]
+
+
+def test_cli_errors(folder, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"file": "clip_0.mp4", "prompt": "a red ball"}\n{oops}\n')
+    assert main(["eval", "--videos", str(folder), "--prompts", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "bad.jsonl:2: not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists(), "nothing is written when the input is bad"
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text('{"file": "nope.mp4", "prompt": "a red ball"}\n')
+    assert main(["eval", "--videos", str(folder), "--prompts", str(missing), "--out", str(tmp_path / "o")]) == 2
+    assert "nope.mp4 (line 1)" in capsys.readouterr().err
+    extend = tmp_path / "extend.jsonl"
+    extend.write_text('{"file": "clip_0.mp4", "prompt": "a red ball", "task": "extend"}\n')
+    assert main(["eval", "--videos", str(folder), "--prompts", str(extend), "--out", str(tmp_path / "o")]) == 2
+    assert "task extend needs 'join'" in capsys.readouterr().err
+    assert main(["eval", "--videos", str(folder)]) == 2
+    assert "--videos needs --prompts" in capsys.readouterr().err
+    assert main(["eval", "--prompts", str(bad)]) == 2
+    assert "either --videos DIR" in capsys.readouterr().err
+    assert main(["eval", "--generate", "--prompt-set", "world", "--seeds", "1,x"]) == 2
+    assert "--seeds: 'x'" in capsys.readouterr().err
+
+
+def test_world_prompt_set_is_fixed_and_parses():
+    a, b = world_prompt_set("world", 12, seed=0), world_prompt_set("world", 12, seed=0)
+    assert [e.prompt for e in a] == [e.prompt for e in b]
+    assert [e.prompt for e in world_prompt_set("world", 12, seed=1)] != [e.prompt for e in a]
+    single = world_prompt_set("world-single", 12, seed=0)
+    assert all(len(e.spec.objects) == 1 and e.spec.event.kind == "none" for e in single)
+    with pytest.raises(ValueError, match="prompt set 'x' is unknown"):
+        world_prompt_set("x", 3)
