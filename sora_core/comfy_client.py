@@ -217,9 +217,13 @@ class ComfyClient:
         except ComfyError:
             return False
 
-    def queue_prompt(self, prompt: dict) -> str:
-        """POST /prompt for this client; returns the prompt id. Raises ValidationFailed on HTTP 400."""
-        status, raw = self._request("POST", "/prompt", {"prompt": prompt, "client_id": self.client_id})
+    def queue_prompt(self, prompt: dict, extra_data: dict | None = None) -> str:
+        """POST /prompt for this client; returns the prompt id. Raises ValidationFailed on HTTP 400.
+        ``extra_data``: e.g. ``{"preview_method": "auto"}`` to ask for latent previews."""
+        body = {"prompt": prompt, "client_id": self.client_id}
+        if extra_data:
+            body["extra_data"] = dict(extra_data)
+        status, raw = self._request("POST", "/prompt", body)
         try:
             answer = json.loads(raw) if raw else {}
         except json.JSONDecodeError:
@@ -252,11 +256,11 @@ class ComfyClient:
             raise ComfyError(f"{self.url}/view: HTTP {status} for {ref['filename']!r}")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        return _write_new(out_dir / (prefix + Path(ref["filename"]).name), raw)
+        return write_new(out_dir / (prefix + Path(ref["filename"]).name), raw)
 
     # ------------------------------------------------------------------ run
     def run(self, prompt: dict, on_event: Callable[[Event | Preview], None] | None = None,
-            timeout: float = 3600.0) -> JobResult:
+            timeout: float = 3600.0, extra_data: dict | None = None) -> JobResult:
         """Queue ``prompt`` and follow it over the websocket until it finishes; returns its outputs.
 
         ``on_event`` receives every ``Event`` about this prompt and every ``Preview``. Raises
@@ -264,7 +268,7 @@ class ComfyClient:
         t0 = time.monotonic()
         ws = self._connect()
         try:
-            prompt_id = self.queue_prompt(prompt)
+            prompt_id = self.queue_prompt(prompt, extra_data)
             run = _Follow(prompt_id, on_event)
             try:
                 self._follow(ws, run, t0 + timeout)
@@ -314,7 +318,7 @@ class ComfyClient:
             run.feed(frame)
 
 
-def _write_new(path: Path, data: bytes) -> Path:
+def write_new(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` or the first free ``stem_NNNNN.ext`` beside it, atomically: the
     bytes go to a temp file that is hard-linked to the final name (fails if it exists), so a
     concurrent writer or an existing file is never overwritten."""

@@ -23,6 +23,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+PREVIEW = b"\x89PNG stub preview "  # + the step number: the bytes of a "latent preview" (asked for with
+                                    # extra_data {"preview_method": ...}, as ComfyUI does)
+
 # ======================================================================================== node types
 
 
@@ -196,7 +199,8 @@ class StubComfy:
             return web.json_response({"error": error, "node_errors": node_errors}, status=400)
         prompt_id = str(uuid.uuid4())
         self.received.append(prompt)
-        await self._queue.put((prompt_id, prompt, body.get("client_id")))
+        previews = (body.get("extra_data") or {}).get("preview_method", "none") not in ("none", "default")
+        await self._queue.put((prompt_id, prompt, body.get("client_id"), previews))
         return web.json_response({"prompt_id": prompt_id, "number": len(self.received), "node_errors": {}})
 
     async def _ws(self, request):
@@ -220,15 +224,15 @@ class StubComfy:
 
     async def _execute_loop(self) -> None:
         while True:
-            prompt_id, prompt, sid = await self._queue.get()
+            prompt_id, prompt, sid, previews = await self._queue.get()
             if self.fail == "drop":  # crash mid-run: the socket goes, and the server answers 500 from now on
                 self.broken = True
                 for ws in list(self.sockets.values()):
                     await ws.close()
                 continue
-            await self._execute(prompt_id, prompt, sid)
+            await self._execute(prompt_id, prompt, sid, previews)
 
-    async def _execute(self, prompt_id: str, prompt: dict, sid) -> None:
+    async def _execute(self, prompt_id: str, prompt: dict, sid, previews: bool) -> None:
         await self._send(sid, "execution_start", {"prompt_id": prompt_id})
         await self._send(sid, "execution_cached", {"prompt_id": prompt_id, "nodes": []})
         outputs = {}
@@ -251,8 +255,8 @@ class StubComfy:
                 await asyncio.sleep(self.step_delay)
                 await self._send(sid, "progress", {"value": step, "max": inputs["steps"], "prompt_id": prompt_id,
                                                    "node": node_id})
-                if sid in self.sockets:  # PREVIEW_IMAGE frame: event 1, image type 2 (PNG), image bytes
-                    await self.sockets[sid].send_bytes(struct.pack(">II", 1, 2) + b"\x89PNG stub preview")
+                if previews and sid in self.sockets:  # PREVIEW_IMAGE frame: event 1, image type 2 (PNG), image bytes
+                    await self.sockets[sid].send_bytes(struct.pack(">II", 1, 2) + PREVIEW + bytes([step]))
             if self.info[node["class_type"]]["output_node"]:
                 outputs[node_id] = self._save(inputs.get("filename_prefix", "stub"), prompt)
                 await self._send(sid, "executed", {"node": node_id, "display_node": node_id,

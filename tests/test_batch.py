@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from comfy_stub_server import StubComfy  # noqa: E402
+from comfy_stub_server import PREVIEW, StubComfy  # noqa: E402
 
 from sora_core import comfy_client as cc  # noqa: E402
 from sora_core.cli import batch, main  # noqa: E402
@@ -81,11 +81,11 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-def run(servers, workflow, tmp_path, sets=(), rows=None, retries=2, timeout=20.0):
+def run(servers, workflow, tmp_path, sets=(), rows=None, retries=2, timeout=20.0, previews=False):
     urls = [s if isinstance(s, str) else s.url for s in servers]
     jobs = batch.prepare(str(workflow), urls, list(sets), str(rows) if rows else None)
     log = io.StringIO()
-    batch.run_batch(urls, jobs, tmp_path / "out", retries, timeout, stream=log)
+    batch.run_batch(urls, jobs, tmp_path / "out", retries, timeout, stream=log, previews=previews)
     return {j.name: j for j in jobs}, log.getvalue()
 
 
@@ -111,6 +111,14 @@ def test_jobs_spread_over_servers_and_outputs_downloaded(stubs, workflow, tmp_pa
         assert got["inputs"]["2.prompt"] == f"ball {i}, blue" and got["inputs"]["1.seed"] == 100 + i
         assert got["inputs"]["2.steps"] == 2 and got["inputs"]["1.width"] == 64   # --set, and the UI value
         assert Path(job.files[0]).parent == tmp_path / "out" / name
+        assert not (tmp_path / "out" / name / "last_preview.png").exists()
+
+
+def test_last_preview_saved_when_asked(stubs, workflow, tmp_path):
+    a = stubs("a")
+    jobs, log = run([a], workflow, tmp_path, sets=["2.steps=4"], previews=True)
+    assert jobs["job001"].status == "ok" and "4 preview(s)" in log
+    assert (tmp_path / "out" / "job001" / "last_preview.png").read_bytes() == PREVIEW + bytes([4])
 
 
 def test_failed_servers_jobs_are_retried_elsewhere(stubs, workflow, tmp_path):
@@ -218,13 +226,15 @@ def test_client_follows_progress_and_previews(stubs, tmp_path):
     from sora_core.workflow import ui_to_api
     prompt = ui_to_api(ui_workflow(), client.object_info())
     events = []
-    result = client.run(prompt, events.append, timeout=10)
+    result = client.run(prompt, events.append, timeout=10, extra_data={"preview_method": "auto"})
     kinds = [e.kind for e in events if isinstance(e, cc.Event) and e.kind != "status"]
     assert kinds[0] == "execution_start" and "execution_success" in kinds
     progress = [e.data["value"] for e in events if isinstance(e, cc.Event) and e.kind == "progress"]
     assert progress == [1, 2, 3]
     previews = [e for e in events if isinstance(e, cc.Preview)]
     assert result.previews == len(previews) == 3 and previews[0].mime == "image/png"
+    assert [p.image for p in previews] == [PREVIEW + bytes([i]) for i in (1, 2, 3)]
+    assert client.run(prompt, timeout=10).previews == 0                 # only when asked for
     ref = result.files()[0]
     first, second = client.download(ref, tmp_path / "dl"), client.download(ref, tmp_path / "dl")
     assert first.name == ref["filename"] and second != first          # never overwritten

@@ -61,6 +61,7 @@ class Job:
     failed_on: set = field(default_factory=set)
     files: list = field(default_factory=list)
     message: str = ""
+    preview: cc.Preview | None = None  # the last latent preview the server sent
 
 
 def read_rows(path: str | Path) -> list[tuple[str, dict]]:
@@ -217,6 +218,7 @@ class Display:
         bar = self.bars[server]
         with self.lock:
             if isinstance(ev, cc.Preview):
+                job.preview = ev
                 bar.set_postfix_str(f"{job.name} preview {ev.mime}", refresh=False)
             elif ev.kind == "executing" and ev.data.get("node") is not None:
                 bar.reset(total=1)
@@ -230,7 +232,8 @@ class Display:
             bar.close()
 
 
-def run_worker(server: str, queue: JobQueue, out: Path, timeout: float, display: Display) -> None:
+def run_worker(server: str, queue: JobQueue, out: Path, timeout: float, display: Display,
+               extra_data: dict | None = None) -> None:
     """Pull jobs for one server until the queue is empty or the server is gone."""
     client = cc.ComfyClient(server)
     try:
@@ -242,7 +245,7 @@ def run_worker(server: str, queue: JobQueue, out: Path, timeout: float, display:
     while (job := queue.take(server)) is not None:
         job.server, job.tries = server, job.tries + 1
         try:
-            error = _run_job(client, job, known, out, timeout, display)
+            error = _run_job(client, job, known, out, timeout, display, extra_data)
         except Exception as e:  # a bug must not leave the job counted as running: record it, then raise
             job.status, job.message = "failed", f"internal error: {e!r}"
             queue.finish(job)
@@ -256,14 +259,17 @@ def run_worker(server: str, queue: JobQueue, out: Path, timeout: float, display:
 
 
 def _run_job(client: cc.ComfyClient, job: Job, known: set, out: Path, timeout: float,
-             display: Display) -> cc.ComfyError | None:
+             display: Display, extra_data: dict | None) -> cc.ComfyError | None:
     t0 = time.monotonic()
     try:
         missing = sorted({n["class_type"] for n in job.prompt.values()} - known)
         if missing:
             raise cc.MissingNodes(f"{client.url} lacks node types {', '.join(missing)}")
-        result = client.run(job.prompt, lambda ev: display.event(client.url, job, ev), timeout)
+        result = client.run(job.prompt, lambda ev: display.event(client.url, job, ev), timeout, extra_data)
         job.files = [str(client.download(ref, out / job.name)) for ref in result.files()]
+        if job.preview is not None:  # the last latent preview, beside the outputs
+            ext = ".png" if job.preview.mime == "image/png" else ".jpg"
+            cc.write_new(out / job.name / f"last_preview{ext}", job.preview.image)
         job.status, job.seconds = "ok", time.monotonic() - t0
         display.log(f"[{job.name}] done on {client.url} in {job.seconds:.1f} s: {len(job.files)} file(s)"
                     + (f", {result.previews} preview(s)" if result.previews else ""))
@@ -282,11 +288,13 @@ def _run_job(client: cc.ComfyClient, job: Job, known: set, out: Path, timeout: f
 
 
 def run_batch(servers: list[str], jobs: list[Job], out: Path, retries: int, timeout: float,
-              stream=None) -> list[Job]:
-    """Run ``jobs`` over ``servers`` (a worker thread per server); returns the jobs with outcomes."""
+              stream=None, previews: bool = False) -> list[Job]:
+    """Run ``jobs`` over ``servers`` (a worker thread per server); returns the jobs with outcomes.
+    ``previews``: ask the servers for latent previews (the last one is saved beside the outputs)."""
     queue = JobQueue(jobs, retries, servers)
     display = Display(servers, stream)
-    threads = [threading.Thread(target=run_worker, args=(s, queue, out, timeout, display), daemon=True)
+    extra = {"preview_method": "auto"} if previews else None
+    threads = [threading.Thread(target=run_worker, args=(s, queue, out, timeout, display, extra), daemon=True)
                for s in servers]
     try:
         for t in threads:
@@ -339,7 +347,7 @@ def _run(args: argparse.Namespace) -> int:
     except ConnectionError as e:
         raise CLIError(str(e)) from e
     print(f"{len(jobs)} job(s) over {len(servers)} server(s) -> {args.out}", file=sys.stderr)
-    run_batch(servers, jobs, Path(args.out), args.retries, args.timeout)
+    run_batch(servers, jobs, Path(args.out), args.retries, args.timeout, previews=args.previews)
     print(summary_table(jobs))
     ok = sum(j.status == "ok" for j in jobs)
     print(f"{ok} of {len(jobs)} job(s) succeeded")
@@ -357,4 +365,6 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="batch_out", help="folder for the downloaded outputs (default batch_out)")
     p.add_argument("--retries", type=int, default=2, help="extra tries of a job after a server failure")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds a job may take from submission")
+    p.add_argument("--previews", action="store_true",
+                   help="ask for latent previews while sampling; the last one is saved as JOB/last_preview.jpg")
     p.set_defaults(func=_run)
