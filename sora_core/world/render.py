@@ -46,22 +46,27 @@ def _ellipse(img, x, y, ax, ay, colour):
 
 
 def landscape(H: int, W: int, seed: int) -> np.ndarray:
-    """(H, W, 3) uint8 dark textured landscape, periodic in x: sky, two hill layers, blocks, grain."""
+    """(H, W, 3) uint8 dark textured landscape, periodic in x: sky, two hill layers, trees and
+    blocks, grain. Textured enough everywhere for a camera pan to be seen (and measured)."""
     rng = np.random.default_rng(seed)
     img = _vertical_gradient(*V.LANDSCAPE_SKY, H, W)
     x = np.arange(W) / W
-    for base, tone in ((0.45, (30, 40, 44)), (0.65, (44, 40, 52))):
-        k = np.arange(1, 5)[:, None]
-        ridge = base + (rng.uniform(0.02, 0.08, (4, 1)) / k
-                        * np.sin(2 * np.pi * k * x + rng.uniform(0, 2 * np.pi, (4, 1)))).sum(0)
+    for base, tone in ((0.32, (34, 44, 48)), (0.58, (50, 42, 60))):
+        k = np.arange(1, 6)[:, None]
+        ridge = base + (rng.uniform(0.03, 0.1, (5, 1)) / k
+                        * np.sin(2 * np.pi * k * x + rng.uniform(0, 2 * np.pi, (5, 1)))).sum(0)
         below = np.arange(H)[:, None] >= ridge[None, :] * H            # (H, W)
-        img[below] = np.float32(tone) + rng.uniform(-6, 6)
-    for _ in range(int(rng.integers(6, 11))):
-        w, h = rng.uniform(0.04, 0.14) * W, rng.uniform(0.1, 0.35) * H
-        tone = tuple(float(v) for v in rng.uniform(26, 80) + rng.uniform(-6, 6, 3))
-        _wrapped(_rect, img, rng.uniform(0, W), H * 0.75 - h, w, H * 0.75, tone)
-    grain = cv2.GaussianBlur(rng.normal(0, 5, (H, W)).astype(np.float32), (0, 0), 1.0)
-    img += grain[..., None]
+        img[below] = np.float32(tone)
+    for _ in range(int(rng.integers(14, 22))):                         # trees / posts / blocks
+        w, h = rng.uniform(0.02, 0.12) * W, rng.uniform(0.15, 0.6) * H
+        tone = tuple(float(v) for v in rng.uniform(10, 85) + rng.uniform(-5, 5, 3))
+        _wrapped(_rect, img, rng.uniform(0, W), H * rng.uniform(0.7, 1.0) - h, w,
+                 H * rng.uniform(0.7, 1.0), tone)
+    for _ in range(int(rng.integers(20, 36))):                         # stars / windows
+        ax = rng.uniform(0.005, 0.02) * W
+        _wrapped(_ellipse, img, rng.uniform(0, W), rng.uniform(0, 0.5) * H, ax, ax,
+                 tuple(float(v) for v in rng.uniform(60, V.LANDSCAPE_MAX, 3)))
+    img += rng.normal(0, 4, (H, W, 1)).astype(np.float32)
     return np.clip(img, 0, V.LANDSCAPE_MAX).astype(np.uint8)
 
 

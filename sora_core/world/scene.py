@@ -18,7 +18,8 @@ Motion (chosen and documented here):
   to rest once the impact speed falls below ``vocab.REST_SPEED``. Purely vertical.
 - static: stays put (in world coordinates: during a camera pan it moves across the frame).
 Events: ``occluder`` is a full-height bar in front of the objects that the target object crosses
-(it reaches the bar's centre at mid-clip); ``brush``: the target object leaves a lasting trail;
+(it reaches the bar's centre at mid-clip); ``brush``: the target object (moving left, right, up or
+down) leaves a lasting trail;
 ``pan``: the camera moves horizontally over a textured landscape (objects live in world coordinates).
 """
 
@@ -302,7 +303,7 @@ def _resolve_event(rng, event: str | None, requests: list[ObjectRequest], durati
     kind = event if requested else V.EVENTS[rng.choice(len(V.EVENTS), p=V.EVENT_PROBS)]
     if kind not in ("occluder", "brush"):
         return kind, 0, requests
-    good = ("left", "right") if kind == "occluder" else ("left", "right", "up", "down", "bouncing")
+    good = ("left", "right") if kind == "occluder" else ("left", "right", "up", "down")
     if target is not None and not 0 <= target < len(requests):
         raise ValueError(f"event_target={target} is not an object index (0..{len(requests) - 1})")
     if target is not None and requests[target].motion not in (None,) + good:
