@@ -321,6 +321,12 @@ def score_folder(folder: str | os.PathLike, entries: list[PromptEntry], progress
     results = []
     for e in tqdm(entries, desc="scoring", unit="video", disable=not progress):
         frames, fps = read_video(folder / e.file)
-        extra = task_metrics(frames, e, folder, f"line {e.line} ({e.file})")
+        where = f"line {e.line} ({e.file})"
+        try:
+            extra = task_metrics(frames, e, folder, where)
+        except PromptFileError:
+            raise
+        except ValueError as err:
+            raise PromptFileError(f"{where}: task {e.task}: {err}") from None
         results.append(score_clip(frames, fps, e, e.file, extra=extra, seed=e.seed))
     return results

@@ -357,19 +357,19 @@ def _chains(detections, link: float) -> list[list]:
     return chains
 
 
-def identity_drift(analysis, min_length: int = 4) -> float:
+def identity_drift(analysis, min_length: int = 4) -> float | None:
     """Identity drift: the fraction of tracked objects whose look changes along the video.
 
     Whole detections are chained frame to frame by position only (``_chains``, blind to colour
     and shape); for every chain of at least ``min_length`` frames, the majority (colour, shape,
     size class) of its first quarter is compared with that of its last quarter. Ideal 0.0 (every
     object keeps its identity); objects that turn into another colour or shape raise it.
-    0.0 when no object is tracked long enough."""
+    None when no object is tracked long enough to tell."""
     from collections import Counter
     S = min(analysis.width, analysis.height)
     chains = [c for c in _chains(analysis.detections, 0.35 * S) if len(c) >= min_length]
     if not chains:
-        return 0.0
+        return None
 
     def look(dets):
         return Counter((d.colour, d.shape, _size_class(d)) for d in dets).most_common(1)[0][0]

@@ -82,8 +82,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(summary: dict, results, settings: dict, figures: dict[str, list[str]]) -> str:
-    """The text of report.md."""
+def markdown(summary: dict, results, settings: dict, figures: dict[str, list[str]],
+             links: set[str] = frozenset()) -> str:
+    """The text of report.md; clip names in ``links`` (files inside the report folder) are linked."""
     lines = ["# sora eval report", ""]
     lines += [f"- **{k}**: {_cell(str(v))}" for k, v in settings.items()] + [""]
     lines += ["## Summary", "", "Means over the clips where a metric applies; *ideal* is the best "
@@ -103,7 +104,8 @@ def markdown(summary: dict, results, settings: dict, figures: dict[str, list[str
     for r in results:
         cells = [_num(r.metrics.get(n)) for n in names]
         seen = r.seen + (f" ({'; '.join(r.notes)})" if r.notes else "")
-        lines.append(f"| {_cell(r.name)} | {r.task} | {_cell(r.prompt)} | {_cell(seen)} | " + " | ".join(cells) + " |")
+        name = f"[{_cell(r.name)}]({r.name})" if r.name in links else _cell(r.name)
+        lines.append(f"| {name} | {r.task} | {_cell(r.prompt)} | {_cell(seen)} | " + " | ".join(cells) + " |")
     if figures.get("sheets"):
         lines += ["", "## Contact sheets", "", "Evenly spaced frames of each clip with the captioner's "
                   "detections: a box in the colour seen, labelled with the colour and shape seen; "
@@ -209,5 +211,6 @@ def write_report(out: Path, results, settings: dict) -> dict[str, Path]:
     data = {"settings": settings, "summary": summary, "figures": figures,
             "clips": [r.to_json() for r in results]}
     _write_text(out / "report.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    _write_text(out / "report.md", markdown(summary, results, settings, figures))
+    links = {r.name for r in results if (out / r.name).is_file()}
+    _write_text(out / "report.md", markdown(summary, results, settings, figures, links))
     return {"json": out / "report.json", "md": out / "report.md", "folder": out}
