@@ -1,0 +1,93 @@
+"""The pack inside a real, running ComfyUI: registration, UI -> API conversion with the server's own
+/object_info, and every workflow in workflows/ run through POST /prompt to a saved video.
+
+Skipped unless SORA_COMFYUI_URL points to a running ComfyUI with this pack in custom_nodes (see
+docs/comfyui_host.md and scripts/comfyui_host.sh):
+
+    SORA_COMFYUI_URL=http://127.0.0.1:8188 python -m pytest -q tests/test_real_comfyui.py
+
+SORA_COMFYUI_STEPS (default 4) caps the sampler steps of each workflow to keep a CPU run short (0
+keeps the workflows' own steps); SORA_COMFYUI_TIMEOUT (default 900) is the seconds per workflow;
+SORA_COMFYUI_MODEL_DIR, a model folder on the server's machine (vae / text_encoder / dit
+.safetensors), replaces the default model in every model loader.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sora_core import comfy_client as cc
+
+URL = os.environ.get("SORA_COMFYUI_URL", "").strip()
+STEPS = int(os.environ.get("SORA_COMFYUI_STEPS", "4"))
+TIMEOUT = float(os.environ.get("SORA_COMFYUI_TIMEOUT", "900"))
+MODEL_DIR = os.environ.get("SORA_COMFYUI_MODEL_DIR", "").strip()
+WORKFLOWS = sorted((Path(__file__).resolve().parent.parent / "workflows").glob("*.json"))
+
+if not URL:
+    pytest.skip("no ComfyUI found: set SORA_COMFYUI_URL to a running server (docs/comfyui_host.md)",
+                allow_module_level=True)
+if not cc.ComfyClient(URL, http_timeout=5).alive():
+    pytest.skip(f"no ComfyUI answers at SORA_COMFYUI_URL={URL}", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def client() -> cc.ComfyClient:
+    return cc.ComfyClient(URL, http_timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server_info(client) -> dict:
+    return client.object_info()
+
+
+@pytest.fixture(scope="module")
+def pack_info() -> dict:
+    """/object_info of the pack as loaded here, the way ComfyUI loads it."""
+    from sora_core.workflow import load_pack, object_info_from_classes
+    pack = load_pack()
+    return object_info_from_classes(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS)
+
+
+def test_pack_nodes_are_registered(server_info, pack_info):
+    missing = sorted(set(pack_info) - set(server_info))
+    assert not missing, f"the server did not load these nodes of the pack (import failure?): {missing}"
+    for name, ours in pack_info.items():
+        theirs = server_info[name]
+        assert theirs["input_order"] == ours["input_order"], name
+        assert theirs["output"] == ours["output"] and theirs["output_name"] == ours["output_name"], name
+        assert theirs["category"] == ours["category"] and theirs["category"].startswith("Sora"), name
+
+
+def shorten(api: dict, info: dict, cap: int, model_dir: str) -> dict:
+    """Lower every ``steps`` input above ``cap`` (a short run of the same graph) and point every
+    input named ``model_dir`` at ``model_dir`` when one is given."""
+    for node in api.values():
+        inputs = info[node["class_type"]]["input"]
+        names = set(inputs.get("required") or {}) | set(inputs.get("optional") or {})
+        if cap > 0 and "steps" in names and isinstance(node["inputs"].get("steps"), int):
+            node["inputs"]["steps"] = min(node["inputs"]["steps"], cap)
+        if model_dir and "model_dir" in names:
+            node["inputs"]["model_dir"] = model_dir
+    return api
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
+def test_workflow_runs_to_a_saved_video(path, client, server_info, tmp_path):
+    from sora_core.video_io import read_video
+    from sora_core.workflow import read_workflow, to_api
+    api = shorten(to_api(read_workflow(path), server_info), server_info, STEPS, MODEL_DIR)
+    assert all(node["class_type"] in server_info for node in api.values())
+    events = []
+    result = client.run(api, events.append, timeout=TIMEOUT, extra_data={"preview_method": "auto"})
+    kinds = {e.kind for e in events if isinstance(e, cc.Event)}
+    assert {"execution_start", "executing"} <= kinds
+    files = result.files()
+    assert files, f"{path.name} saved nothing (outputs: {result.outputs})"
+    for ref in files:
+        local = client.download(ref, tmp_path)
+        frames, fps = read_video(local)
+        assert frames.ndim == 4 and frames.shape[0] >= 1 and frames.shape[-1] == 3 and fps > 0, local
