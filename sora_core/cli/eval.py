@@ -39,6 +39,8 @@ def register(subparsers) -> None:
     gen.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
     gen.add_argument("--tasks", default=DEFAULT_TASKS,
                      help="comma-separated: t2v, i2v, extend, loop, sdedit, connect, vae (default t2v)")
+    gen.add_argument("--strengths", default="0.25,0.5,0.75",
+                     help="SDEdit strengths (denoise) of the sdedit task (default 0.25,0.5,0.75)")
     gen.add_argument("--frames", type=int, default=None, help="frame count (default: the model's)")
     gen.add_argument("--width", type=int, default=None, help="width (default: the model's)")
     gen.add_argument("--height", type=int, default=None, help="height (default: the model's)")
@@ -71,6 +73,20 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def parse_strengths(text: str) -> tuple[float, ...]:
+    """"0.25,0.5" -> (0.25, 0.5), each in (0, 1] (a CLIError names a bad item)."""
+    out = []
+    for part in text.split(","):
+        try:
+            v = float(part)
+        except ValueError:
+            raise CLIError(f"--strengths: {part.strip()!r} is not a number") from None
+        if not 0 < v <= 1:
+            raise CLIError(f"--strengths: {v} is outside (0, 1]")
+        out.append(v)
+    return tuple(out)
+
+
 def _check_args(args) -> None:
     if args.generate == bool(args.videos):
         raise CLIError("give either --videos DIR (score a folder) or --generate (generate, then score)")
@@ -94,7 +110,7 @@ def _settings(args, extra: dict) -> dict:
 
 def run(args) -> int:
     _check_args(args)
-    from ..world.evaluate import read_prompt_file, score_folder, world_prompt_set
+    from ..world.evaluate import TASKS, read_prompt_file, score_folder, world_prompt_set
     from ..world.report import prepare_out_dir, write_report
     progress = not args.no_progress
     if args.videos:
@@ -104,14 +120,17 @@ def run(args) -> int:
         extra = {"videos": args.videos, "prompts": args.prompts, "clips": len(results)}
     else:
         from ..world.eval_tasks import RunSettings, evaluate_generated
-        seeds = parse_seeds(args.seeds)
+        seeds, strengths = parse_seeds(args.seeds), parse_strengths(args.strengths)
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown or not tasks:
+            raise CLIError(f"--tasks: unknown {', '.join(unknown) or '(none given)'}; allowed: {', '.join(TASKS)}")
         model = _load_model(args)
         d = model.defaults
         size = dict(width=args.width or d.width, height=args.height or d.height, frames=args.frames or d.frames)
         entries = (read_prompt_file(args.prompts, need_file=False) if args.prompts else
                    world_prompt_set(args.prompt_set, args.count, args.seed, fps=d.fps, **size))
-        settings = RunSettings(args.frames, args.height, args.width, args.steps, args.cfg)
+        settings = RunSettings(args.frames, args.height, args.width, args.steps, args.cfg, strengths)
         out = prepare_out_dir(args.out)
         results = evaluate_generated(model, entries, seeds, tasks, out, settings, progress=progress)
         extra = {"model": args.model or "default", "prompts": args.prompts or
