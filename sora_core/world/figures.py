@@ -90,12 +90,7 @@ def line_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, 
     img = _canvas(size, title)
     w, h = size
     box = (70, 56, w - 20, h - 50)  # x0, y0, x1, y1 of the plot area
-    data = {}
-    for name, (xs, ys) in series.items():
-        xs, ys = np.asarray(xs, float), np.asarray(ys, float)
-        keep = np.isfinite(xs) & np.isfinite(ys) & ((ys > 0) if log_y else True)
-        if keep.any():
-            data[name] = (xs[keep], np.log10(ys[keep]) if log_y else ys[keep])
+    data = _finite_series(series, log_y)
     lines = {k: (math.log10(v) if log_y else v) for k, v in (hlines or {}).items() if not log_y or v > 0}
     if not data:
         _text(img, "no data", (w // 2, h // 2), 0.6, GREY, 1, "centre")
@@ -114,11 +109,28 @@ def line_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, 
         return px, py
 
     _axes(img, box, (xlo, xhi), (ylo, yhi), log_y, to_px, xlabel, ylabel)
-    for i, (name, value) in enumerate(lines.items()):
+    for name, value in lines.items():
         _, py = to_px(xlo, value)
         for x0 in range(box[0], box[2], 12):
             cv2.line(img, (x0, int(py)), (min(x0 + 6, box[2]), int(py)), (200, 40, 40), 1, cv2.LINE_AA)
         _text(img, name, (box[2] - 4, int(py) - 4), 0.4, (200, 40, 40), 1, "right")
+    _draw_series(img, box, data, to_px)
+    return img
+
+
+def _finite_series(series, log_y: bool) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The plottable points of each series (finite; positive and in log10 for a log axis)."""
+    data = {}
+    for name, (xs, ys) in series.items():
+        xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+        keep = np.isfinite(xs) & np.isfinite(ys) & ((ys > 0) if log_y else True)
+        if keep.any():
+            data[name] = (xs[keep], np.log10(ys[keep]) if log_y else ys[keep])
+    return data
+
+
+def _draw_series(img, box, data, to_px) -> None:
+    """Lines in palette order, with a legend (swatch + name) left to right above the plot."""
     legend_x = box[0]
     for i, (name, (xs, ys)) in enumerate(data.items()):
         px, py = to_px(xs, ys)
@@ -127,11 +139,10 @@ def line_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, 
         if len(pts) == 1:
             cv2.circle(img, tuple(int(v) for v in pts[0]), 3, colour, -1, cv2.LINE_AA)
         cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
-        if len(data) > 1 or name:  # legend: a line swatch and the name, left to right above the plot
+        if name:
             cv2.line(img, (legend_x, box[1] - 10), (legend_x + 18, box[1] - 10), colour, 2, cv2.LINE_AA)
             _text(img, name, (legend_x + 22, box[1] - 6), 0.42, BLACK, 1)
             legend_x += 40 + cv2.getTextSize(name, FONT, 0.42, 1)[0][0]
-    return img
 
 
 def _axes(img, box, xr, yr, log_y, to_px, xlabel, ylabel, xticks=True):
