@@ -7,6 +7,15 @@ Generate from prompts with fixed seeds and score what comes out (default model u
     sora eval --generate --prompts prompts.txt --seeds 0,1,2
     sora eval --generate --prompt-set world-single --count 100 --seed 0 --tasks t2v,i2v,loop
 
+Prompts files, one clip a line (blank lines and # comments are skipped):
+    .jsonl  {"file": "a.mp4", "prompt": "a red ball bouncing"} with optional task fields:
+            "task" (t2v i2v extend loop sdedit connect vae), "join" (extend: first new frame),
+            "transition" ([start, end] frames of a connect), "source" (i2v image, sdedit/vae
+            original video), "strength" (sdedit)
+    .txt    a.mp4<TAB>a red ball bouncing   (or "a.mp4 | a red ball bouncing")
+    .csv    a header row naming the same fields: file,prompt[,task,join,...]
+With --generate the file name is not needed (.txt: one prompt a line).
+
 The report folder (a new name if it exists) gets report.json, report.md (tables) and figures/
 (metric bar charts, contact sheets of frames with the captioner's detections drawn).
 """
@@ -29,7 +38,7 @@ def register(subparsers) -> None:
     src = p.add_argument_group("what to score")
     src.add_argument("--videos", help="folder of videos to score (with --prompts)")
     src.add_argument("--generate", action="store_true", help="generate the videos with a model, then score them")
-    src.add_argument("--prompts", help="prompts file: .jsonl, .txt or .csv (see the docs of sora_core.world.evaluate)")
+    src.add_argument("--prompts", help="prompts file: .jsonl, .txt or .csv (formats above)")
     src.add_argument("--prompt-set", choices=["world", "world-single"],
                      help="built-in prompts sampled from the world (with --generate): any scene, or one object")
     src.add_argument("--count", type=int, default=100, help="prompts drawn from --prompt-set (default 100)")
