@@ -159,7 +159,8 @@ class JobResult:
         for node_id in sorted(self.outputs, key=str):
             for value in (self.outputs[node_id] or {}).values():
                 if isinstance(value, list):
-                    refs += [v for v in value if isinstance(v, dict) and "filename" in v and v.get("type", "output") in types]
+                    refs += [v for v in value
+                             if isinstance(v, dict) and "filename" in v and v.get("type", "output") in types]
         return refs
 
 
@@ -177,6 +178,7 @@ class ComfyClient:
         self.ws_url = ("wss" if parsed.scheme == "https" else "ws") + self.url[len(parsed.scheme):] + "/ws"
         self.http_timeout = http_timeout
         self.client_id = client_id or uuid.uuid4().hex
+        self.current: str | None = None  # the id of the prompt ``run`` is following
 
     def __repr__(self) -> str:
         return f"ComfyClient({self.url!r})"
@@ -268,7 +270,7 @@ class ComfyClient:
         t0 = time.monotonic()
         ws = self._connect()
         try:
-            prompt_id = self.queue_prompt(prompt, extra_data)
+            prompt_id = self.current = self.queue_prompt(prompt, extra_data)
             run = _Follow(prompt_id, on_event)
             try:
                 self._follow(ws, run, t0 + timeout)
@@ -276,6 +278,7 @@ class ComfyClient:
                 self.cancel(prompt_id)
                 raise
         finally:
+            self.current = None
             ws.close()
         entry = self._final_history(prompt_id)
         outputs = entry.get("outputs") or run.outputs

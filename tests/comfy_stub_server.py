@@ -114,6 +114,8 @@ class StubComfy:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.info = stub_object_info()
         self.received: list[dict] = []
+        self.accepted_ids: list[str] = []  # prompt ids, in the order accepted
+        self.interrupted: list[str] = []   # prompt ids of POST /interrupt
         self.posts = 0
         self.history: dict = {}
         self.sockets: dict = {}
@@ -141,7 +143,7 @@ class StubComfy:
         app.add_routes([web.get("/ws", self._ws), web.post("/prompt", self._post_prompt),
                         web.get("/prompt", self._get_prompt), web.get("/object_info", self._object_info),
                         web.get("/history/{prompt_id}", self._history), web.get("/view", self._view),
-                        web.post("/queue", self._ok), web.post("/interrupt", self._ok),
+                        web.post("/queue", self._ok), web.post("/interrupt", self._interrupt),
                         web.get("/system_stats", self._get_prompt)])
         self._runner = web.AppRunner(app)
         self._loop.run_until_complete(self._runner.setup())
@@ -163,6 +165,11 @@ class StubComfy:
 
     # ------------------------------------------------------------------ HTTP
     async def _ok(self, request):
+        return web.Response(status=200)
+
+    async def _interrupt(self, request):
+        body = await request.json()
+        self.interrupted.append(body.get("prompt_id"))
         return web.Response(status=200)
 
     async def _get_prompt(self, request):
@@ -199,6 +206,7 @@ class StubComfy:
             return web.json_response({"error": error, "node_errors": node_errors}, status=400)
         prompt_id = str(uuid.uuid4())
         self.received.append(prompt)
+        self.accepted_ids.append(prompt_id)
         previews = (body.get("extra_data") or {}).get("preview_method", "none") not in ("none", "default")
         await self._queue.put((prompt_id, prompt, body.get("client_id"), previews))
         return web.json_response({"prompt_id": prompt_id, "number": len(self.received), "node_errors": {}})

@@ -34,7 +34,8 @@ def ui_workflow() -> dict:
         "last_node_id": 4, "last_link_id": 2, "version": 0.4,
         "nodes": [
             {"id": 1, "type": "StubNoise", "mode": 0, "inputs": [],
-             "outputs": [{"name": "LATENT", "type": "LATENT", "links": [1]}], "widgets_values": [64, 9, 7, "randomize"]},
+             "outputs": [{"name": "LATENT", "type": "LATENT", "links": [1]}],
+             "widgets_values": [64, 9, 7, "randomize"]},
             {"id": 2, "type": "StubSampler", "mode": 0, "inputs": [{"name": "latent", "type": "LATENT", "link": 1}],
              "outputs": [{"name": "LATENT", "type": "LATENT", "links": [2]}],
              "widgets_values": ["a red ball", 3, 5.0, "euler", False]},
@@ -167,6 +168,17 @@ def test_timeout_cancels_and_is_not_retried(stubs, workflow, tmp_path):
     slow = stubs("slow", step_delay=0.5)
     jobs, _ = run([slow], workflow, tmp_path, sets=["2.steps=20"], timeout=0.5)
     assert jobs["job001"].status == "timeout" and jobs["job001"].tries == 1
+
+
+def test_ctrl_c_cancels_the_running_prompts(stubs, workflow, tmp_path):
+    import _thread
+    import threading
+    slow = stubs("slow", step_delay=0.5)
+    jobs = batch.prepare(str(workflow), [slow.url], ["2.steps=20"], None)
+    threading.Timer(1.0, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        batch.run_batch([slow.url], jobs, tmp_path / "out", 0, 30.0, stream=io.StringIO())
+    assert len(slow.received) == 1 and slow.interrupted == [slow.accepted_ids[0]]
 
 
 def test_cli_prints_summary_and_exit_code(stubs, workflow, tmp_path, capsys):

@@ -123,7 +123,8 @@ def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
         except json.JSONDecodeError as e:
             raise WorkflowError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from e
         if not isinstance(row, dict):
-            raise WorkflowError(f"{where}: each line must be a JSON object of NODE_ID.input keys, got {type(row).__name__}")
+            raise WorkflowError(f"{where}: each line must be a JSON object of NODE_ID.input keys, "
+                                f"got {type(row).__name__}")
         for key in row:
             _check_key(key, where)
         rows.append((where, row))
@@ -232,10 +233,10 @@ class Display:
             bar.close()
 
 
-def run_worker(server: str, queue: JobQueue, out: Path, timeout: float, display: Display,
+def run_worker(client: cc.ComfyClient, queue: JobQueue, out: Path, timeout: float, display: Display,
                extra_data: dict | None = None) -> None:
     """Pull jobs for one server until the queue is empty or the server is gone."""
-    client = cc.ComfyClient(server)
+    server = client.url
     try:
         known = set(client.object_info())
     except cc.ComfyError as e:
@@ -294,14 +295,20 @@ def run_batch(servers: list[str], jobs: list[Job], out: Path, retries: int, time
     queue = JobQueue(jobs, retries, servers)
     display = Display(servers, stream)
     extra = {"preview_method": "auto"} if previews else None
-    threads = [threading.Thread(target=run_worker, args=(s, queue, out, timeout, display, extra), daemon=True)
-               for s in servers]
+    clients = [cc.ComfyClient(s) for s in servers]
+    threads = [threading.Thread(target=run_worker, args=(c, queue, out, timeout, display, extra), daemon=True)
+               for c in clients]
     try:
         for t in threads:
             t.start()
         for t in threads:
             while t.is_alive():
                 t.join(0.2)
+    except KeyboardInterrupt:  # leave nothing of ours running on the servers
+        for c in clients:
+            if c.current is not None:
+                c.cancel(c.current)
+        raise
     finally:
         display.close()
     return jobs
