@@ -45,17 +45,22 @@ class _Folders:
         self.temp = Path(tempfile.gettempdir()) / "comfyui-sora"
         self.input = Path.cwd() / "input"
         self.models = Path.cwd() / "models"
+        self.progress = True
 
 
 _headless = _Folders()
 
 
 def configure(output: str | Path | None = None, temp: str | Path | None = None,
-              input: str | Path | None = None, models: str | Path | None = None) -> None:
-    """Set the headless folders (the equivalent of ComfyUI's --output-directory etc.)."""
+              input: str | Path | None = None, models: str | Path | None = None,
+              progress: bool | None = None) -> None:
+    """Set the headless folders (the equivalent of ComfyUI's --output-directory etc.) and whether
+    step progress bars are shown."""
     for name, value in (("output", output), ("temp", temp), ("input", input), ("models", models)):
         if value is not None:
             setattr(_headless, name, Path(value))
+    if progress is not None:
+        _headless.progress = bool(progress)
 
 
 def output_dir() -> Path:
@@ -141,14 +146,15 @@ def _preview_settings() -> tuple[bool, int]:
 class Progress:
     """A step counter shown as ComfyUI's node progress bar (with preview images) or a tqdm bar."""
 
-    def __init__(self, total: int, desc: str = "sampling"):
+    def __init__(self, total: int, desc: str = "sampling", unit: str = "step"):
         self.total = int(total)
         self.previews, self.preview_size = _preview_settings()
         if _comfy_utils is not None:
             self._bar, self._tqdm = _comfy_utils.ProgressBar(self.total), None
         else:
             from tqdm.auto import tqdm
-            self._bar, self._tqdm = None, tqdm(total=self.total, desc=desc, unit="step", leave=False)
+            self._bar = None
+            self._tqdm = tqdm(total=self.total, desc=desc, unit=unit, leave=False, disable=not _headless.progress)
 
     def wants_preview(self) -> bool:
         return self._bar is not None and self.previews

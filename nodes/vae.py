@@ -57,7 +57,7 @@ class SoraVAEDecode:
 
         def progress(done, total):
             nonlocal bar
-            bar = bar or host.Progress(total, "decoding")
+            bar = bar or host.Progress(total, "decoding", "frame")
             bar.update(done)
 
         try:

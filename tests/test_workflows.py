@@ -35,7 +35,8 @@ def tiny_model(tmp_path_factory):
 
 
 def overrides(api: dict, model_dir: Path) -> list[str]:
-    """--set values: the tiny model for every loader, 2 steps for every sampler, 9 frames per latent."""
+    """--set values: the tiny model for every loader, 2 steps for every sampler, 9 frames per latent
+    and per loaded video."""
     sets = []
     for node_id, entry in api.items():
         kind = entry["class_type"]
@@ -46,6 +47,8 @@ def overrides(api: dict, model_dir: Path) -> list[str]:
             sets.append(f"{node_id}.steps=2")
         elif kind == "SoraEmptyLatent" and entry["inputs"]["frames"] > 1:
             sets.append(f"{node_id}.frames=9")
+        elif kind == "SoraLoadVideo":
+            sets.append(f"{node_id}.frame_load_cap=9")
     return sets
 
 

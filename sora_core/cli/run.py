@@ -100,7 +100,7 @@ def cmd_run(args) -> int:
     host = pack.nodes.host
     folders = {"output": args.out.resolve(), "input": (args.input or args.workflow.parent).resolve(),
                "models": args.models.resolve()}
-    host.configure(**folders)
+    host.configure(**folders, progress=not args.quiet)
     folders["temp"] = host.temp_dir()
     if args.api_out is not None:
         print(f"wrote {_write_new(args.api_out, json.dumps(api, indent=2) + chr(10))}")
