@@ -3,7 +3,8 @@ graph descriptions, using the pack's own /object_info so widget order and slots 
 
     python scripts/make_workflows.py            # (re)writes workflows/*.json
 
-Each graph: nodes as ``id: (type, (column, row), {widget: value}, {input: (source id, output name)})``.
+Each graph: nodes as ``id: (type, (column, row), {widget: value}, {input: (source id, output name)})``;
+nodes of a column are stacked in row order.
 Widgets not given take their defaults; seeds are saved with control "fixed" so shared files reproduce.
 """
 
@@ -22,7 +23,7 @@ except ImportError:                       # not installed: use the checkout this
 from sora_core import workflow  # noqa: E402
 
 OUT = ROOT / "workflows"
-COL, ROW = 380, 190
+COL, GAP = 400, 40
 
 MODEL = {"model": (1, "model")}
 
@@ -197,7 +198,8 @@ def build(graph: dict, info: dict) -> dict:
             link_id = len(links) + 1
             links.append([link_id, src, slot, target, name, info[graph[src][0]]["output"][slot]])
             out_links.setdefault((src, slot), []).append(link_id)
-    for order, (nid, (kind, (col, row), widgets, ins)) in enumerate(graph.items()):
+    tops: dict[int, float] = {}                   # next free y per column (nodes stack by row)
+    for order, (nid, (kind, (col, row), widgets, ins)) in enumerate(sorted(graph.items(), key=lambda kv: kv[1][1][::-1])):
         node_info = info.get(kind, {"input": {}, "input_order": {}, "output": [], "output_name": []})
         inputs = []
         for _, name, spec in workflow.ordered_inputs(node_info):
@@ -214,13 +216,18 @@ def build(graph: dict, info: dict) -> dict:
         outputs = [{"name": n, "type": t, "links": out_links.get((nid, i), []), "slot_index": i}
                    for i, (n, t) in enumerate(zip(node_info["output_name"], node_info["output"]))]
         values = _widget_values(kind, node_info, widgets)
-        node = {"id": nid, "type": kind, "pos": [40 + col * COL, 40 + row * ROW],
-                "size": [340, 70 + 26 * len(values) + 22 * max(len(inputs), len(outputs))],
+        size = [340, 40 + 26 * (len(values) + max(len(inputs), len(outputs)))]
+        if kind == "Note":
+            size = [340, 40 + 26 * (len(values[0]) // 40 + 1)]
+        y = tops.get(col, 40)
+        tops[col] = y + size[1] + GAP
+        node = {"id": nid, "type": kind, "pos": [40 + col * COL, y], "size": size,
                 "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
                 "properties": {"Node name for S&R": kind}, "widgets_values": values}
         if kind == "Note":
-            node.update(color="#432", bgcolor="#653", size=[420, 120])
+            node.update(color="#432", bgcolor="#653")
         nodes.append(node)
+    nodes.sort(key=lambda n: n["id"])
     return {"last_node_id": max(graph), "last_link_id": len(links), "nodes": nodes, "links": links,
             "groups": [], "config": {}, "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}}, "version": 0.4}
 
