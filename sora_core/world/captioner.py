@@ -19,7 +19,7 @@ on exact pixel values, so generated (blurry, noisy) clips work too.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -129,7 +129,7 @@ class _Tracklet:
 
 def link(detections: list[list[Detection]], S: int, bar) -> list[_Tracklet]:
     """Link detections of consecutive frames by colour and distance (greedy, nearest first, gated
-    at half a short side after a constant-velocity prediction). Never links across the occluder
+    at half a short side after a constant-velocity prediction, a fifth of one horizontally). Never links across the occluder
     or across a wrap-around jump, so each tracklet is one uninterrupted stretch of motion."""
     done, active = [], []
     for dets in detections:
@@ -142,8 +142,9 @@ def link(detections: list[list[Detection]], S: int, bar) -> list[_Tracklet]:
                     continue
                 if bar is not None and (last.cx - sum(bar) / 2) * (d.cx - sum(bar) / 2) < 0:
                     continue
-                dist = np.hypot(d.cx - last.cx - vx, d.cy - last.cy - vy)
-                if dist <= 0.5 * S:
+                ex, ey = d.cx - last.cx - vx, d.cy - last.cy - vy
+                dist = np.hypot(ex, ey)
+                if dist <= 0.5 * S and abs(ex) <= 0.2 * S:       # horizontal speed never changes much
                     pairs.append((dist, ti, di))
         used_t, used_d, nxt = set(), set(), []
         for _, ti, di in sorted(pairs):
@@ -154,6 +155,31 @@ def link(detections: list[list[Detection]], S: int, bar) -> list[_Tracklet]:
         done += [tr for ti, tr in enumerate(active) if ti not in used_t]
         active = nxt + [_Tracklet(d.colour, [d]) for di, d in enumerate(dets) if di not in used_d]
     return done + active
+
+
+def _flag_crowded(tr: _Tracklet) -> _Tracklet:
+    """Whole detections much larger than the tracklet's usual size are two objects of one colour
+    seen as one blob: mark them cut on every edge so they count for tracking only."""
+    whole = [d for d in tr.dets if not d.partial]
+    if len(whole) >= 3:
+        area = 1.35 * float(np.median([d.area for d in whole]))
+        side = 1.25 * float(np.median([max(d.bbox[2:]) for d in whole]))
+        tr.dets = [replace(d, clipped=(True,) * 4) if not d.partial and (d.area > area or max(d.bbox[2:]) > side)
+                   else d for d in tr.dets]
+    return tr
+
+
+def _split_reversals(tr: _Tracklet, S: int) -> list[_Tracklet]:
+    """Cut a tracklet where it turns back horizontally. Nothing in the world does that (left and
+    right are constant, bouncing is vertical, a pan shifts everything alike), so it is two objects
+    of one colour swapped by the linker (e.g. one wrapping in where the other wraps out)."""
+    d = tr.dets
+    dx = [b.cx - a.cx for a, b in zip(d[:-1], d[1:])]
+    thr = 0.01 * S
+    for i in range(1, len(dx)):
+        if abs(dx[i - 1]) >= thr and abs(dx[i]) >= thr and dx[i - 1] * dx[i] < 0:
+            return [_Tracklet(tr.colour, d[:i + 1])] + _split_reversals(_Tracklet(tr.colour, d[i + 1:]), S)
+    return [tr]
 
 
 def _group(tracklets: list[_Tracklet]) -> list[list[_Tracklet]]:
@@ -339,7 +365,7 @@ def analyze(frames, fps: float | None = None) -> Analysis:
         else:
             cam = np.zeros(T)
     detections = detect(f, bar, labels)
-    tracklets = link(detections, S, bar)
+    tracklets = [_flag_crowded(p) for t in link(detections, S, bar) for p in _split_reversals(t, S)]
     objects = [_object(g, T, S, fps, cam) for g in _group(tracklets)]
     objects.sort(key=lambda o: (int(np.argmax(o.visible())), np.nan_to_num(o.positions[o.visible()][0, 0])))
     trails = find_trails(f, labels, bar) if pan is None and bar is None else ()

@@ -125,7 +125,25 @@ def _half_max(bright: np.ndarray, core: np.ndarray, x: int, y: int) -> tuple[np.
     return (b >= thr) & (cv2.dilate(inside, _K3) > 0), X0, Y0
 
 
-def _component_detections(k, labels, bright, comp, stats, i, S, bar) -> list[Detection]:
+def _touching_sides(m, ox, oy, labels, c, box) -> tuple[bool, bool, bool, bool]:
+    """Which bounding-box sides (left, top, right, bottom) of mask ``m`` (placed at ox, oy) touch
+    pixels of another object colour: those edges may be cut by the other object."""
+    H, W = labels.shape
+    X0, Y0 = max(ox - 1, 0), max(oy - 1, 0)
+    X1, Y1 = min(ox + m.shape[1] + 1, W), min(oy + m.shape[0] + 1, H)
+    grown = np.zeros((Y1 - Y0, X1 - X0), np.uint8)
+    grown[oy - Y0:oy - Y0 + m.shape[0], ox - X0:ox - X0 + m.shape[1]] = m
+    lab = labels[Y0:Y1, X0:X1]
+    ys, xs = np.nonzero((cv2.dilate(grown, _K3) > 0) & (lab >= 0) & (lab != c))
+    if len(xs) == 0:
+        return (False,) * 4
+    gx, gy, gw, gh = box
+    xs, ys = xs + X0, ys + Y0
+    return (bool(xs.min() <= gx), bool(ys.min() <= gy), bool(xs.max() >= gx + gw - 1),
+            bool(ys.max() >= gy + gh - 1))
+
+
+def _component_detections(k, labels, bright, comp, stats, i, S, bar, min_area) -> list[Detection]:
     """Detections of connected component ``i`` of frame k (split by colour when objects touch)."""
     x, y, w, h, area = stats[i]
     crop = comp[y:y + h, x:x + w] == i
@@ -133,23 +151,30 @@ def _component_detections(k, labels, bright, comp, stats, i, S, bar) -> list[Det
     counts = np.bincount(lab[lab >= 0], minlength=len(_PALETTE))
     if counts.sum() == 0:
         return []
-    main = [c for c in np.flatnonzero(counts) if counts[c] >= 0.25 * counts.sum()]
+    main = [c for c in np.flatnonzero(counts) if counts[c] >= max(0.12 * counts.sum(), min_area)]
+    main = main or [int(counts.argmax())]
     H, W = labels.shape
-    merged = len(main) > 1
+    # touching another object (even a sliver of it): every edge is suspect
+    merged = (counts >= max(4, 0.025 * counts.sum())).sum() > 1
     out = []
     for c in main:
-        if merged:
+        if len(main) > 1:
             m, ox, oy = crop & (labels[y:y + h, x:x + w] == c), x, y
         else:
             m, ox, oy = _half_max(bright, crop.astype(np.uint8), x, y)
+            if merged:                                   # keep the other object's pixels out
+                own = np.zeros_like(m)
+                own[y - oy:y - oy + h, x - ox:x - ox + w] = labels[y:y + h, x:x + w] != c
+                m = m & ~(own & (labels[oy:oy + m.shape[0], ox:ox + m.shape[1]] >= 0))
         ys, xs = np.nonzero(m)
         if len(ys) == 0:
             continue
         x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
         gx, gy, gw, gh = ox + x0, oy + y0, x1 - x0, y1 - y0
         near_bar = bar is not None and gx <= bar[1] + 1 and gx + gw >= bar[0] - 1
-        clipped = (merged or gx <= 0 or (near_bar and gx >= bar[0] - 1), merged or gy <= 0,
-                   merged or gx + gw >= W or (near_bar and gx + gw <= bar[1] + 1), merged or gy + gh >= H)
+        touch = _touching_sides(m, ox, oy, labels, c, (gx, gy, gw, gh)) if merged else (False,) * 4
+        clipped = (touch[0] or gx <= 0 or (near_bar and gx >= bar[0] - 1), touch[1] or gy <= 0,
+                   touch[2] or gx + gw >= W or (near_bar and gx + gw <= bar[1] + 1), touch[3] or gy + gh >= H)
         out.append(Detection(k, _PALETTE[c], classify_shape(m[y0:y1, x0:x1]), max(gw, gh) / S,
                              float(ox + xs.mean() + 0.5), float(oy + ys.mean() + 0.5), int(m.sum()),
                              (int(gx), int(gy), int(gw), int(gh)), tuple(bool(v) for v in clipped)))
@@ -171,7 +196,7 @@ def detect(frames: np.ndarray, bar: tuple[int, int] | None = None,
         dets = []
         for i in range(1, n):
             if stats[i, cv2.CC_STAT_AREA] >= min_area:
-                dets += [d for d in _component_detections(k, labels[k], bright[k], comp, stats[:, :5], i, S, bar)
+                dets += [d for d in _component_detections(k, labels[k], bright[k], comp, stats[:, :5], i, S, bar, min_area)
                          if d.area >= min_area]
         out.append(dets)
     return out
