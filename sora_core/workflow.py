@@ -338,6 +338,8 @@ def read_workflow(path: str | Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise WorkflowError(f"{path} is not valid JSON: {e}") from e
+    if isinstance(data, dict) and is_api_format(data.get("prompt")):
+        data = data["prompt"]                    # a saved POST /prompt body
     if not (is_ui_format(data) or is_api_format(data)):
         raise WorkflowError(f"{path} is neither a UI-format workflow (nodes + links) nor an API-format "
                             "prompt ({id: {class_type, inputs}})")

@@ -159,6 +159,10 @@ def test_not_a_workflow_is_rejected(tmp_path):
     bad.write_text(json.dumps({"hello": 1}))
     with pytest.raises(WorkflowError, match="neither a UI-format"):
         workflow.read_workflow(bad)
+    body = tmp_path / "body.json"                 # a POST /prompt body is read as its prompt
+    api = workflow.ui_to_api(ui_graph(), INFO)
+    body.write_text(json.dumps({"prompt": api, "client_id": "x"}))
+    assert workflow.read_workflow(body) == api
 
 
 # ---------------------------------------------------------------------------------------------
