@@ -74,6 +74,15 @@ class SoraLoadVideo:
                                          "tooltip": "Keep one frame in n (lowers the frame rate n times)."}),
         }}
 
+    @classmethod
+    def IS_CHANGED(cls, video, **_):
+        """Re-run when the file changes on disk (ComfyUI caches by inputs otherwise)."""
+        try:
+            st = host.input_path(video).stat()
+        except (OSError, ValueError):
+            return float("nan")                          # always re-run; load() reports the problem
+        return f"{st.st_mtime_ns}-{st.st_size}"
+
     def load(self, video, frame_load_cap, skip_first_frames, select_every_nth):
         path = host.input_path(video)
         stop = None if frame_load_cap == 0 else skip_first_frames + frame_load_cap * select_every_nth
