@@ -162,3 +162,71 @@ def test_world_prompt_set_is_fixed_and_parses():
     assert all(len(e.spec.objects) == 1 and e.spec.event.kind == "none" for e in single)
     with pytest.raises(ValueError, match="prompt set 'x' is unknown"):
         world_prompt_set("x", 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Generate, then score (a tiny random model: checks the plumbing of every task, not quality)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    import torch
+    from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
+    from sora_core.dit import DiT
+    from sora_core.pipeline import GenerationDefaults, SoraModel
+    from sora_core.text import ByteTextEncoder
+    from sora_core.vae import VideoVAE
+    torch.manual_seed(0)
+    model = SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")),
+                      DiT(dit_preset("tiny")), ScheduleConfig(steps=1, cfg=1.0),
+                      GenerationDefaults(frames=5, height=24, width=24, fps=8.0))
+    folder = tmp_path_factory.mktemp("model")
+    model.save(folder)
+    return folder
+
+
+def test_eval_generate_every_task(tiny_model_dir, tmp_path):
+    from sora_core.video_io import read_video
+    out = tmp_path / "gen"
+    assert main(["eval", "--generate", "--prompt-set", "world-single", "--count", "1", "--seeds", "0",
+                 "--model", str(tiny_model_dir), "--tasks", "t2v,i2v,extend,loop,sdedit,connect,vae",
+                 "--strengths", "0.5", "--out", str(out), "--no-progress"]) == 0
+    data = json.loads((out / "report.json").read_text())
+    by_task = {c["task"]: c for c in data["clips"]}
+    assert sorted(by_task) == sorted(["t2v", "i2v", "extend", "loop", "sdedit", "connect", "vae"])
+    expected = {"i2v": "first_frame_psnr", "extend": "boundary_continuity", "loop": "loop_seam_ratio",
+                "sdedit": "structure_iou@0.50", "connect": "transition_smoothness", "vae": "psnr"}
+    for task, metric in expected.items():
+        assert by_task[task]["metrics"][metric] is not None, task
+    # every clip's video is in the report folder, decodes, and has the task's frame count
+    frames = {task: read_video(out / c["video"])[0].shape[0] for task, c in by_task.items()}
+    assert frames["t2v"] == 5 and frames["extend"] == 5 + 5 - 1 and frames["loop"] == 5 - 2
+    assert frames["connect"] > 5
+    md = (out / "report.md").read_text()
+    assert f"]({by_task['t2v']['video']})" in md, "generated videos are linked from the report"
+    assert main(["eval", "--generate", "--prompt-set", "world", "--model", str(tiny_model_dir),
+                 "--tasks", "t2v,t3v", "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures (the line plot is also the training loss curve)
+# ---------------------------------------------------------------------------------------------
+
+def test_figures_draw_their_data():
+    from sora_core.world import figures as F
+    steps = np.arange(0, 1000, 10)
+    plot = F.line_plot({"loss": (steps, np.exp(-steps / 300) + 0.01), "bad": ([1, 2], [0.0, -1.0])},
+                       title="loss", xlabel="step", ylabel="loss", log_y=True)
+    line = np.all(plot == F.PALETTE[0], axis=-1)
+    assert plot.shape == (420, 720, 3) and line.sum() > 300, "the loss curve is drawn"
+    ys, xs = np.nonzero(line[60:-50, 70:-20])
+    assert np.corrcoef(xs, ys)[0, 1] > 0.9, "a falling loss goes down to the right"
+    bars = F.bar_chart({"a": 0.2, "b": 0.9, "c": float("nan")}, ylim=(0, 1), size=(400, 300))
+    blue = np.all(bars == F.PALETTE[0], axis=-1)
+    heights = [blue[:, x].sum() for x in (70 + 310 // 6, 70 + 310 // 2)]
+    assert heights[1] > 3.5 * heights[0] > 0, "bar heights follow the values"
+    frames = np.zeros((9, 32, 48, 3), np.uint8)
+    sheet = F.contact_sheet(frames, detections=[[{"box": (4, 4, 20, 20), "label": "red ball",
+                                                  "colour": (232, 40, 40)}]] * 9, count=4, title="t")
+    assert sheet.shape[1] == 4 * (48 * 4 + 4) and np.all(sheet == (232, 40, 40), axis=-1).any()
