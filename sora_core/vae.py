@@ -34,9 +34,11 @@ from .configs import VAEConfig
 from .geometry import GeometryError, check_frames, check_size, pixel_frames
 from .vae_blocks import CL3D, CausalConv3d, Decoder3d, Encoder3d, FeatureCache
 
-# Work per chunk: about this many pixel-frame positions (T * H * W) go through the decoder (or
-# encoder) at once. Larger chunks amortise per-call overhead; the cap keeps memory flat in T.
-CHUNK_PIXELS = 16 * 128 * 128
+# Work per chunk: at most this many pixel positions (B * T * H * W) go through the encoder or the
+# decoder at once (16 frames of 64 x 64; 4 frames, one latent frame, from 128 x 128 up). Larger chunks
+# amortise per-call overhead (measured: decode time stops improving beyond ~4 latent frames at
+# 64 x 64); the cap keeps working memory flat in the number of frames.
+CHUNK_PIXELS = 16 * 64 * 64
 LOGVAR_RANGE = (-30.0, 20.0)
 
 
@@ -90,8 +92,7 @@ class VideoVAE(nn.Module):
                        dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
         """video (B, 3, T, H, W) -> (mean, logvar), each (B, z_dim, T_lat, H/fs, W/fs), normalised space."""
         self._check_video(video)
-        chunks = self._encode_chunks(video.shape[2], video.shape[3] * video.shape[4] * video.shape[0],
-                                     chunk_frames)
+        chunks = self._encode_chunks(video.shape, chunk_frames)
         cache, outs, start = FeatureCache(), [], 0
         with self._compute(dtype):
             for n in chunks:
@@ -131,14 +132,16 @@ class VideoVAE(nn.Module):
         """
         self._check_latents(z)
         B, _, T, h, w = z.shape
-        n = chunk_latents or self._auto_chunk(B * h * w * self.spatial_factor ** 2 * self.temporal_factor)
-        if n < 1:
-            raise ValueError(f"chunk_latents must be >= 1, got {n}")
-        cache = FeatureCache()
-        for start in range(0, T, n):
+        if chunk_latents is None:
+            chunk_latents = self._auto_chunk(B * h * w * self.spatial_factor ** 2)
+        if not isinstance(chunk_latents, int) or chunk_latents < 1:
+            raise ValueError(f"chunk_latents must be an integer >= 1, got {chunk_latents!r}")
+        cache, start = FeatureCache(), 0
+        for n in chunk_lengths(T, chunk_latents):
             with self._compute(dtype):
                 x = self._prepare(self._denormalise(z[:, :, start:start + n]))
                 y = self.decoder(self.post_quant_conv(x), cache)
+            start += n
             yield y.float().clamp_(-1.0, 1.0)
 
     def forward(self, video: Tensor, generator: torch.Generator | None = None,
@@ -212,22 +215,21 @@ class VideoVAE(nn.Module):
         logvar = logvar.clamp(*LOGVAR_RANGE) - 2.0 * torch.log(std)
         return mean, logvar
 
-    def _auto_chunk(self, pixels_per_unit: int) -> int:
-        return max(1, CHUNK_PIXELS // max(1, pixels_per_unit))
+    def _auto_chunk(self, pixels_per_frame: int) -> int:
+        """Latent frames per chunk: as many groups of ft frames as fit in ``CHUNK_PIXELS``."""
+        return max(1, CHUNK_PIXELS // max(1, pixels_per_frame * self.temporal_factor))
 
-    def _encode_chunks(self, frames: int, pixels_per_frame: int, chunk_frames: int | None) -> list[int]:
-        """Chunk lengths: 1 + k*ft frames first, then k*ft frames (the last one may be shorter)."""
+    def _encode_chunks(self, shape: tuple[int, ...], chunk_frames: int | None) -> list[int]:
+        """Pixel frames per chunk: 1 + k*ft first (the first frame leads), then k*ft each."""
+        B, _, T, H, W = shape
         ft = self.temporal_factor
         if chunk_frames is None:
-            chunk_frames = max(ft, self._auto_chunk(pixels_per_frame) // ft * ft)
-        if chunk_frames < ft or chunk_frames % ft:
+            chunk_frames = self._auto_chunk(B * H * W) * ft
+        if not isinstance(chunk_frames, int) or chunk_frames < ft or chunk_frames % ft:
             raise ValueError(f"chunk_frames={chunk_frames} must be a positive multiple of the temporal "
                              f"factor {ft}")
-        chunks, left = [min(frames, 1 + chunk_frames - ft)], frames - min(frames, 1 + chunk_frames - ft)
-        while left > 0:
-            chunks.append(min(left, chunk_frames))
-            left -= chunks[-1]
-        return chunks
+        lat = chunk_lengths(1 + (T - 1) // ft, chunk_frames // ft)
+        return [1 + (lat[0] - 1) * ft] + [n * ft for n in lat[1:]]
 
     def _check_video(self, video: Tensor) -> None:
         if not isinstance(video, Tensor) or video.dim() != 5 or video.shape[1] != self.cfg.in_channels:
@@ -242,6 +244,13 @@ class VideoVAE(nn.Module):
             raise ValueError(f"latents must be a tensor (B, {self.cfg.z_dim}, T_lat, h, w), got {shape}")
         if min(z.shape[2:]) < 1:
             raise GeometryError(f"latents have an empty dimension: {tuple(z.shape)}")
+
+
+def chunk_lengths(total: int, cap: int) -> list[int]:
+    """Split ``total`` into the fewest chunks of at most ``cap``, as even as possible (larger first)."""
+    count = -(-total // cap)
+    base, extra = divmod(total, count)
+    return [base + 1] * extra + [base] * (count - extra)
 
 
 def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -308,4 +317,4 @@ def decoded_frames(latent_frames: int, cfg: VAEConfig) -> int:
     return pixel_frames(latent_frames, cfg.temporal_factor)
 
 
-__all__ = ["VideoVAE", "FeatureCache", "wan_original_key", "decoded_frames", "CHUNK_PIXELS"]
+__all__ = ["VideoVAE", "FeatureCache", "wan_original_key", "decoded_frames", "chunk_lengths", "CHUNK_PIXELS"]

@@ -5,7 +5,7 @@ import torch
 
 from sora_core.configs import replace, vae_preset
 from sora_core.geometry import GeometryError
-from sora_core.vae import VideoVAE, wan_original_key
+from sora_core.vae import VideoVAE, chunk_lengths, wan_original_key
 
 
 @pytest.fixture(autouse=True)
@@ -114,6 +114,13 @@ def test_decode_is_causal():
     first = 1 + 4 * (2 - 1)                         # first pixel frame of latent frame 2
     torch.testing.assert_close(y2[:, :, :first], y[:, :, :first], atol=1e-6, rtol=0)
     assert (y2[:, :, first:] - y[:, :, first:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("total, cap", [(1, 4), (5, 4), (17, 4), (9, 3), (7, 16)])
+def test_chunk_lengths_are_few_even_and_capped(total, cap):
+    sizes = chunk_lengths(total, cap)
+    assert sum(sizes) == total and max(sizes) <= cap and max(sizes) - min(sizes) <= 1
+    assert len(sizes) == -(-total // cap)
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny4"])
