@@ -1,0 +1,157 @@
+"""DiT speed: ours vs the reference ``diffusers.WanTransformer3DModel`` at the same configuration.
+
+Prints, per token count (batch B, text length L): forward time in fp32 and in bf16 autocast, and the
+time of one bf16-autocast training step (forward, MSE loss on the velocity, backward, AdamW step),
+for both models with random initialisation, with the ratio reference / ours (> 1 = ours faster).
+It also prints both parameter counts (they must match: same structure) and the largest output
+difference when ours runs with the reference's weights (a parity check of the structure).
+
+    python benchmarks/bench_dit.py                       # preset "bench", 80 / 320 / 1280 tokens
+    python benchmarks/bench_dit.py --tokens 320 --repeats 5
+
+Needs diffusers (a benchmark-only optional dependency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sora_core.configs import dit_preset  # noqa: E402
+from sora_core.dit import DiT  # noqa: E402
+
+# latent grids (T, H, W) giving 80 / 320 / 1280 tokens with patch 1x2x2
+GRIDS = {80: (5, 8, 8), 320: (5, 16, 16), 1280: (5, 32, 32)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Models and inputs
+# ---------------------------------------------------------------------------------------------
+
+def reference_model(cfg):
+    from diffusers import WanTransformer3DModel
+    return WanTransformer3DModel(
+        patch_size=tuple(cfg.patch_size), num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
+        in_channels=cfg.in_channels, out_channels=cfg.out_channels, text_dim=cfg.text_dim,
+        freq_dim=cfg.freq_dim, ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers,
+        cross_attn_norm=cfg.cross_attn_norm, eps=cfg.eps)
+
+
+def make_inputs(cfg, batch: int, grid, text_len: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, cfg.in_channels, *grid, generator=g)
+    t = torch.rand(batch, generator=g)
+    ctx = torch.randn(batch, text_len, cfg.text_dim, generator=g)
+    mask = torch.arange(text_len)[None] < torch.randint(text_len // 4, text_len + 1, (batch, 1), generator=g)
+    target = torch.randn(x.shape, generator=g)
+    return dict(x=x, t=t, ctx=ctx, mask=mask, target=target)
+
+
+def run(model, inp: dict, is_ref: bool) -> torch.Tensor:
+    if is_ref:   # the reference takes timesteps in [0, 1000] and attends to every text token
+        return model(inp["x"], inp["t"] * 1000, inp["ctx"], return_dict=False)[0]
+    return model(inp["x"], inp["t"], inp["ctx"], inp["mask"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------
+
+def timed(fns: dict, repeats: int, warmup: int = 1) -> dict:
+    """Median wall time in seconds of each ``fn()`` of ``fns``, the models interleaved round by
+    round so that load from other processes on the machine falls on all of them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def forward_fn(model, inp, is_ref, bf16: bool):
+    def fn():
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            run(model, inp, is_ref)
+    return fn
+
+
+def train_step_fn(model, inp, is_ref):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def fn():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            v = run(model, inp, is_ref)
+        loss = torch.nn.functional.mse_loss(v.float(), inp["target"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+def parity(cfg, ref) -> float:
+    """Largest |ours - reference| on one input with the reference's weights (all text tokens real)."""
+    ours = DiT(cfg)
+    ours.load_state_dict(ref.state_dict())
+    inp = make_inputs(cfg, 2, GRIDS[80], 16, seed=1)
+    inp["mask"] = None
+    with torch.no_grad():
+        return (run(ours, inp, False) - run(ref, inp, True)).abs().max().item()
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="bench")
+    ap.add_argument("--tokens", type=int, nargs="+", default=[80, 320, 1280], choices=sorted(GRIDS))
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--text-len", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", choices=["ours", "ref"], default=None, help="time one model only")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    cfg = dit_preset(args.preset)
+    torch.manual_seed(0)
+    ours, ref = DiT(cfg), reference_model(cfg)
+    n_ours, n_ref = (sum(p.numel() for p in m.parameters()) for m in (ours, ref))
+    print(f"preset {args.preset}: {cfg}")
+    print(f"parameters: ours {n_ours:,}  reference {n_ref:,}  ({'match' if n_ours == n_ref else 'MISMATCH'})")
+    print(f"parity with reference weights (fp32): max |diff| = {parity(cfg, ref):.2e}")
+    print(f"batch {args.batch}, text length {args.text_len}, threads {args.threads}, median of {args.repeats}")
+    print()
+    head = "| tokens | grid | measure | reference (s) | ours (s) | ratio ref/ours |"
+    print(head)
+    print("|" + "---|" * 6)
+    models = [("ref", ref, True), ("ours", ours, False)]
+    if args.only:
+        models = [m for m in models if m[0] == args.only]
+    for n in args.tokens:
+        inp = make_inputs(cfg, args.batch, GRIDS[n], args.text_len)
+        rows = {
+            "fwd fp32": timed({k: forward_fn(m, inp, r, False) for k, m, r in models}, args.repeats),
+            "fwd bf16": timed({k: forward_fn(m, inp, r, True) for k, m, r in models}, args.repeats),
+            "train step bf16": timed({k: train_step_fn(m, inp, r) for k, m, r in models}, args.repeats),
+        }
+        for measure, r in rows.items():
+            a, b = r.get("ref", float("nan")), r.get("ours", float("nan"))
+            print(f"| {n} | {'x'.join(map(str, GRIDS[n]))} | {measure} | {a:.3f} | {b:.3f} | {a / b:.2f}x |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

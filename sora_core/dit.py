@@ -1,0 +1,324 @@
+"""The diffusion transformer (DiT) over spacetime latent patches, with the Wan 2.1 block structure.
+
+Given noisy latents x_t = (1 - t) x0 + t noise, a flow time t in [0, 1] (one per sample, or one per
+latent frame so conditioned frames can sit at t = 0) and text embeddings, it predicts the flow
+velocity v = noise - x0 (the Wan convention).
+
+Structure (every size a ``DiTConfig`` value):
+    patch_embedding      Conv3d weights (kernel = stride = patch), applied as a linear map on
+                         patchified tokens (same numbers, cheaper on CPU)
+    condition_embedder   sinusoid(1000 t) -> MLP -> temb;  SiLU -> time_proj: temb -> 6 * dim
+                         (shared by all blocks);  text MLP text_dim -> dim (GELU-tanh)
+    blocks[i]            adaLN: scale_shift_table (1, 6, dim) + time_proj -> shift/scale/gate x2
+                         self-attention (fused qkv, q/k RMS norm across heads, 3D RoPE, SDPA)
+                         cross-attention to text (no modulation, norm2 when cross_attn_norm, mask)
+                         GELU-tanh feed-forward
+    norm_out/proj_out    final modulated head with its own scale_shift_table (1, 2, dim)
+
+Weight names: the module tree is that of diffusers' ``WanTransformer3DModel`` (``blocks.0.attn1.to_q``,
+``blocks.0.ffn.net.0.proj``, ``condition_embedder.time_proj`` ...), so a diffusers-layout Wan 2.1
+state dict loads as is (q, k and v stay separate parameters and are concatenated at run time).
+The original Wan 2.1 checkpoint layout maps by renaming keys only:
+    self_attn.{q,k,v,o,norm_q,norm_k}  -> attn1.{to_q,to_k,to_v,to_out.0,norm_q,norm_k}
+    cross_attn.{...}                   -> attn2.{...}
+    norm3 (cross-attention norm)       -> norm2
+    ffn.0 / ffn.2                      -> ffn.net.0.proj / ffn.net.2
+    modulation                         -> scale_shift_table
+    text_embedding.0 / .2              -> condition_embedder.text_embedder.linear_1 / linear_2
+    time_embedding.0 / .2              -> condition_embedder.time_embedder.linear_1 / linear_2
+    time_projection.1                  -> condition_embedder.time_proj
+    head.head / head.modulation        -> proj_out / scale_shift_table
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from .configs import DiTConfig
+from .patches import patchify, rope_tables, swap_pairs, token_grid, unpatchify
+
+
+# ---------------------------------------------------------------------------------------------
+# Embeddings
+# ---------------------------------------------------------------------------------------------
+
+def timestep_sinusoid(t: torch.Tensor, dim: int, scale: float = 1000.0) -> torch.Tensor:
+    """(...,) flow times -> (..., dim) [cos | sin] features of ``scale * t`` (Wan / diffusers order)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    angles = (t.float() * scale)[..., None] * freqs                                  # (..., half)
+    emb = torch.cat([angles.cos(), angles.sin()], dim=-1)
+    return F.pad(emb, (0, dim % 2))
+
+
+class Linear(nn.Linear):
+    """nn.Linear that adds its bias as a separate in-place step: on CPU a bf16 GEMM with a fused
+    bias (addmm) runs several times slower than the GEMM alone plus one add."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Functional form of ``Linear.forward``: x (..., in) -> (..., out)."""
+    y = F.linear(x, weight)
+    return y.add_(bias.to(y.dtype))   # same dtype: a mixed-dtype in-place add is ~10x slower
+
+
+class _MLP(nn.Module):
+    """linear_1 -> activation -> linear_2 (names of diffusers' TimestepEmbedding / text projection)."""
+
+    def __init__(self, d_in: int, d_out: int, act: nn.Module):
+        super().__init__()
+        self.linear_1, self.act, self.linear_2 = Linear(d_in, d_out), act, Linear(d_out, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(self.act(self.linear_1(x)))
+
+
+class ConditionEmbedder(nn.Module):
+    """Time: (B, F) -> temb (B, F, dim) and modulation (B, F, 6, dim); text: (B, L, text_dim) -> (B, L, dim)."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        dim, self.freq_dim = cfg.dim, cfg.freq_dim
+        self.time_embedder = _MLP(cfg.freq_dim, dim, nn.SiLU())
+        self.act_fn = nn.SiLU()
+        self.time_proj = Linear(dim, 6 * dim)
+        self.text_embedder = _MLP(cfg.text_dim, dim, nn.GELU(approximate="tanh"))
+
+    def time(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """t (B, F) -> temb (B, F, dim), modulation (B, F, 6, dim); always in float32."""
+        with torch.autocast(t.device.type, enabled=False):
+            temb = self.time_embedder(timestep_sinusoid(t, self.freq_dim))
+            mod = self.time_proj(self.act_fn(temb))
+        return temb, rearrange(mod, "b f (six d) -> b f six d", six=6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention and feed-forward
+# ---------------------------------------------------------------------------------------------
+
+def _inv_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """(..., D) -> (..., 1) float32 1 / sqrt(mean(x^2) + eps), accumulated in float32 in one pass."""
+    ms = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32).square() / x.shape[-1]
+    return torch.rsqrt(ms + eps)
+
+
+def _rms(norm: nn.RMSNorm, x: torch.Tensor) -> torch.Tensor:
+    """RMS norm in the activations' dtype: two passes (torch's CPU rms_norm upcasts bf16 in five)."""
+    return x * (_inv_rms(x, norm.eps) * norm.weight).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with q/k RMS norm across heads (diffusers ``WanAttention`` names)."""
+
+    def __init__(self, dim: int, heads: int, eps: float):
+        super().__init__()
+        self.heads = heads
+        self.to_q, self.to_k, self.to_v = Linear(dim, dim), Linear(dim, dim), Linear(dim, dim)
+        self.to_out = nn.ModuleList([Linear(dim, dim)])
+        self.norm_q, self.norm_k = nn.RMSNorm(dim, eps=eps), nn.RMSNorm(dim, eps=eps)
+
+    def _fused(self, *lins: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat([m.weight for m in lins]), torch.cat([m.bias for m in lins])
+
+    def _attend(self, q, k, v, mask=None) -> torch.Tensor:
+        """q (B, N, H, d), k/v (B, L, H, d) -> (B, N, H*d)."""
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                             attn_mask=mask)                       # (B, H, N, d)
+        return self.to_out[0](rearrange(out, "b h n d -> b n (h d)"))
+
+    def self_attention(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """x (B, N, dim), rope tables (N, 1, d) from ``rope_tables`` -> (B, N, dim).
+
+        RMS norm and RoPE of q and k in one go: the norm weights w are folded into the RoPE tables,
+        w * rope(x) = x * (w cos) + swap(x) * (swap(w) sin), and the per-token 1 / rms factor
+        commutes with the rotation, so it is applied last."""
+        qkv = linear(x, *self._fused(self.to_q, self.to_k, self.to_v))                 # (B, N, 3 dim)
+        qkv = rearrange(qkv, "b n (three h d) -> b n three h d", three=3, h=self.heads)
+        qk = qkv[:, :, :2]                                                               # (B, N, 2, H, d)
+        inv = _inv_rms(rearrange(qk, "b n two h d -> b n two (h d)"), self.norm_q.eps)  # (B, N, 2, 1)
+        w = rearrange(torch.stack([self.norm_q.weight, self.norm_k.weight]), "two (h d) -> two h d",
+                      h=self.heads)                                                      # (2, H, d)
+        cos_w, sin_w = (cos[:, None] * w).to(qk.dtype), (sin[:, None] * swap_pairs(w)).to(qk.dtype)
+        qk = torch.addcmul(qk * cos_w, swap_pairs(qk), sin_w) * inv[..., None].to(qk.dtype)
+        q, k = qk.unbind(2)                                                              # (B, N, H, d)
+        return self._attend(q, k, qkv[:, :, 2])
+
+    def cross_attention(self, x: torch.Tensor, ctx: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """x (B, N, dim), ctx (B, L, dim), mask (B, 1, 1, L) bool or None -> (B, N, dim)."""
+        q = _rms(self.norm_q, self.to_q(x))                                             # (B, N, dim)
+        k, v = linear(ctx, *self._fused(self.to_k, self.to_v)).chunk(2, dim=-1)     # (B, L, dim) x2
+        q, k, v = (rearrange(z, "b n (h d) -> b n h d", h=self.heads) for z in (q, _rms(self.norm_k, k), v))
+        return self._attend(q, k, v, mask)
+
+
+class _GeluProj(nn.Module):
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.proj = Linear(d_in, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, b = self.proj.weight, self.proj.bias
+        if _fused_gelu_ok(x):   # inference on CPU: oneDNN GEMM with bias and GELU-tanh fused
+            dt = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+            return torch.ops.mkldnn._linear_pointwise(x.to(dt), w.to(dt), b.to(dt), "gelu", [], "tanh")
+        return F.gelu(linear(x, w, b), approximate="tanh")
+
+
+def _fused_gelu_ok(x: torch.Tensor) -> bool:
+    return (not torch.is_grad_enabled() and x.device.type == "cpu" and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+class FeedForward(nn.Module):
+    """dim -> ffn_dim (GELU-tanh) -> dim; ``net`` indices as in diffusers (1 is a dropout slot)."""
+
+    def __init__(self, dim: int, ffn_dim: int):
+        super().__init__()
+        self.net = nn.ModuleList([_GeluProj(dim, ffn_dim), nn.Identity(), Linear(ffn_dim, dim)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net[2](self.net[0](x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Blocks
+# ---------------------------------------------------------------------------------------------
+
+def _frames(x: torch.Tensor, f: int) -> torch.Tensor:
+    """(B, N, D) -> (B, F, N/F, D) view, so per-frame modulation (B, F, 1, D) broadcasts."""
+    return rearrange(x, "b (f s) d -> b f s d", f=f)
+
+
+def _modulate(x4: torch.Tensor, shift: torch.Tensor, scale1: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm (no affine) then x * scale1 + shift; x4 (B, F, S, D), shift/scale1 (B, F, 1, D)."""
+    return torch.addcmul(shift, F.layer_norm(x4, x4.shape[-1:], eps=eps), scale1)
+
+
+class DiTBlock(nn.Module):
+    """Modulated self-attention, unmodulated cross-attention, modulated feed-forward."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        dim, self.eps = cfg.dim, cfg.eps
+        self.attn1 = Attention(dim, cfg.num_heads, cfg.eps)
+        self.attn2 = Attention(dim, cfg.num_heads, cfg.eps)
+        self.norm2 = nn.LayerNorm(dim, eps=cfg.eps) if cfg.cross_attn_norm else nn.Identity()
+        self.ffn = FeedForward(dim, cfg.ffn_dim)
+        self.scale_shift_table = nn.Parameter(torch.randn(1, 6, dim) / dim ** 0.5)
+
+    def forward(self, x, mod, ctx, ctx_mask, rope) -> torch.Tensor:
+        """x (B, N, D); mod (B, F, 6, D) float32; ctx (B, L, D); rope (cos, sin) (N, 1, d) -> (B, N, D)."""
+        e = rearrange((self.scale_shift_table + mod).to(x.dtype), "b f six d -> six b f 1 d")
+        shift1, scale1, gate1, shift2, scale2, gate2 = e[0], 1 + e[1], e[2], e[3], 1 + e[4], e[5]
+        f = mod.shape[1]
+        h = _modulate(_frames(x, f), shift1, scale1, self.eps)
+        a = self.attn1.self_attention(rearrange(h, "b f s d -> b (f s) d"), *rope)
+        x = rearrange(torch.addcmul(_frames(x, f), _frames(a, f), gate1), "b f s d -> b (f s) d")
+        x = x + self.attn2.cross_attention(self.norm2(x), ctx, ctx_mask)
+        h = _modulate(_frames(x, f), shift2, scale2, self.eps)
+        y = self.ffn(rearrange(h, "b f s d -> b (f s) d"))
+        return rearrange(torch.addcmul(_frames(x, f), _frames(y, f), gate2), "b f s d -> b (f s) d")
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+
+class DiT(nn.Module):
+    """Diffusion transformer: noisy latents + flow time + text -> flow velocity v = noise - x0."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.cfg = cfg
+        dim, patch = cfg.dim, tuple(cfg.patch_size)
+        self.patch_embedding = nn.Conv3d(cfg.in_channels, dim, kernel_size=patch, stride=patch)
+        self.condition_embedder = ConditionEmbedder(cfg)
+        self.blocks = nn.ModuleList([DiTBlock(cfg) for _ in range(cfg.num_layers)])
+        self.proj_out = Linear(dim, cfg.out_channels * math.prod(patch))
+        self.scale_shift_table = nn.Parameter(torch.randn(1, 2, dim) / dim ** 0.5)
+        self._rope_cache: dict = {}
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Wan's initialisation: xavier linears, zero biases, N(0, 0.02) embedders, zero output head."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.xavier_uniform_(self.patch_embedding.weight.view(self.cfg.dim, -1))
+        nn.init.zeros_(self.patch_embedding.bias)
+        for m in (self.condition_embedder.time_embedder, self.condition_embedder.text_embedder):
+            nn.init.normal_(m.linear_1.weight, std=0.02)
+            nn.init.normal_(m.linear_2.weight, std=0.02)
+        nn.init.zeros_(self.proj_out.weight)
+
+    # -- inputs -----------------------------------------------------------------------------
+    def _rope(self, grid, device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (grid, str(device))
+        if key not in self._rope_cache:
+            if len(self._rope_cache) > 16:
+                self._rope_cache.clear()
+            self._rope_cache[key] = rope_tables(grid, self.cfg.head_dim, self.cfg.rope_theta, device)
+        return self._rope_cache[key]
+
+    def _frame_times(self, t: torch.Tensor, batch: int, t_lat: int) -> torch.Tensor:
+        """t (B,) or (B, T_lat) -> (B, F) with F = 1 or T_lat / pt (one time per token frame)."""
+        t = torch.as_tensor(t, dtype=torch.float32)
+        if t.ndim == 0:
+            t = t.expand(batch)
+        if t.ndim == 1 and t.shape[0] == batch:
+            return t[:, None]
+        if t.ndim != 2 or t.shape != (batch, t_lat):
+            raise ValueError(f"t must have shape (B,) = ({batch},) or (B, T_lat) = ({batch}, {t_lat}), "
+                             f"got {tuple(t.shape)}")
+        pt = self.cfg.patch_size[0]
+        t = rearrange(t, "b (f pt) -> b f pt", pt=pt)
+        if pt > 1 and not torch.equal(t, t[..., :1].expand_as(t)):
+            raise ValueError(f"per-frame t must be equal within each temporal patch of {pt} latent frames")
+        return t[..., 0]
+
+    def _check(self, x, context, context_mask) -> None:
+        c = self.cfg
+        if x.ndim != 5 or x.shape[1] != c.in_channels:
+            raise ValueError(f"x must have shape (B, {c.in_channels}, T, H, W), got {tuple(x.shape)}")
+        if context.ndim != 3 or context.shape[0] != x.shape[0] or context.shape[2] != c.text_dim:
+            raise ValueError(f"context must have shape (B={x.shape[0]}, L, {c.text_dim}), got {tuple(context.shape)}")
+        if context_mask is not None and (context_mask.shape != context.shape[:2] or context_mask.dtype != torch.bool):
+            raise ValueError(f"context_mask must be bool of shape {tuple(context.shape[:2])}, got "
+                             f"{context_mask.dtype} {tuple(context_mask.shape)}")
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, t: torch.Tensor, context: torch.Tensor,
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C_in, T, H, W), t (B,) or (B, T) in [0, 1], context (B, L, text_dim),
+        context_mask (B, L) bool (True = real token) -> v (B, C_out, T, H, W)."""
+        self._check(x, context, context_mask)
+        c, patch = self.cfg, tuple(self.cfg.patch_size)
+        grid = token_grid(tuple(x.shape), patch)
+        tf = self._frame_times(t.to(x.device), x.shape[0], x.shape[2])                 # (B, F)
+        temb, mod = self.condition_embedder.time(tf)                                   # (B, F, D), (B, F, 6, D)
+
+        w = self.patch_embedding.weight
+        h = linear(patchify(x, patch), w.view(w.shape[0], -1), self.patch_embedding.bias)    # (B, N, D)
+        ctx = self.condition_embedder.text_embedder(context)                           # (B, L, D)
+        mask = None if context_mask is None else rearrange(context_mask, "b l -> b 1 1 l")
+        rope = self._rope(grid, x.device)
+        for block in self.blocks:
+            h = block(h, mod, ctx, mask, rope)
+
+        e = rearrange(self.scale_shift_table, "1 two d -> two 1 1 1 d") + rearrange(temb, "b f d -> b f 1 d")
+        e = e.to(h.dtype)
+        h = _modulate(_frames(h, tf.shape[1]), e[0], 1 + e[1], c.eps)
+        out = self.proj_out(rearrange(h, "b f s d -> b (f s) d"))                     # (B, N, C*p)
+        return unpatchify(out, grid, patch, c.out_channels, layout="c_last").float()
+
+
+__all__ = ["DiT", "DiTBlock", "Attention", "FeedForward", "ConditionEmbedder", "timestep_sinusoid"]
