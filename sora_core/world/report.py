@@ -26,18 +26,24 @@ SHEETS_PER_FIGURE = 6
 # Summaries
 # ---------------------------------------------------------------------------------------------
 
+_COMMON = ("colour", "shape", "size", "motion", "count", "event", "temporal_flicker",
+           "object_permanence", "identity_drift")
+
+
 def _groups(results) -> dict[str, list]:
-    """Results by task; text-to-video also split into single-object and multi-object prompts."""
-    groups: dict[str, list] = defaultdict(list)
+    """Results by task (in order of appearance); text-to-video is followed by its single-object and
+    multi-object prompts when it has both."""
+    by_task: dict[str, list] = defaultdict(list)
     for r in results:
-        groups[r.task].append(r)
-    for task in list(groups):
-        rs = groups[task]
+        by_task[r.task].append(r)
+    groups: dict[str, list] = {}
+    for task, rs in by_task.items():
+        groups[task] = rs
         single = [r for r in rs if r.objects == 1]
         if task == "t2v" and single and len(single) < len(rs):
             groups["t2v, single object"] = single
             groups["t2v, 2-3 objects"] = [r for r in rs if r.objects != 1]
-    return dict(groups)
+    return groups
 
 
 def summarise(results) -> dict[str, dict[str, dict]]:
@@ -46,6 +52,7 @@ def summarise(results) -> dict[str, dict[str, dict]]:
     out = {}
     for group, rs in _groups(results).items():
         names = list(dict.fromkeys(k for r in rs for k in r.metrics))
+        names = [n for n in names if n not in _COMMON] + [n for n in names if n in _COMMON]  # task's own first
         table = {}
         for name in names:
             vals = [r.metrics[name] for r in rs if r.metrics.get(name) is not None
