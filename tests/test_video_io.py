@@ -122,3 +122,22 @@ def test_accepts_uint8_tensor(tmp_path):
     frames = torch.from_numpy(moving_square(t=3))
     back, _ = read_video(write_video(tmp_path / "t.webp", frames, lossless=True))
     assert np.array_equal(back, frames.numpy())
+
+
+def test_reads_webm(tmp_path):
+    """Containers other than the ones written (here VP9 in WebM, written with PyAV) are read too."""
+    import av
+    frames = moving_square(t=6)
+    path = tmp_path / "clip.webm"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libvpx-vp9", rate=8)
+        s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    back, fps = read_video(path)
+    assert back.shape == frames.shape and fps == pytest.approx(8)
+    assert np.abs(back.astype(int) - frames).mean() < 10
+    assert read_video(path, max_frames=2)[0].shape[0] == 2
