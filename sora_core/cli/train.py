@@ -1,0 +1,97 @@
+"""``sora train vae|dit``: train a stage of the default model (or the tiny test model).
+
+    sora train vae --preset default --out runs/vae
+    sora train dit --preset default --out runs/dit --vae runs/vae/export/vae.safetensors --export DIR
+    torchrun --nproc_per_node 2 -m sora_core.cli.train dit --preset tiny --out runs/dit_ddp
+
+``--steps`` is the length of the cosine schedule; ``--until`` and ``--hours`` stop earlier (with a
+checkpoint) so one schedule can be spread over several runs joined by ``--resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("stage", choices=["vae", "dit"], help="which stage to train")
+    p.add_argument("--preset", default="default", help="training preset: tiny (tests) or default (shipped model)")
+    p.add_argument("--out", required=True, help="run directory (checkpoint, log.jsonl, loss.png)")
+    p.add_argument("--steps", type=int, default=None, help="total steps of the schedule (default: the preset's)")
+    p.add_argument("--until", type=int, default=None, help="stop after this step (the schedule keeps --steps)")
+    p.add_argument("--hours", type=float, default=None, help="stop (with a checkpoint) after this wall time")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--export", default=None, metavar="DIR",
+                   help="afterwards write the EMA weights as safetensors into DIR")
+    p.add_argument("--overwrite", action="store_true", help="let --export replace existing weight files")
+    p.add_argument("--vae", default=None, help="dit stage: trained VAE weights (default: the preset's)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train the VAE or the DiT + text encoder on the procedural world",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _check(args) -> None:
+    for name in ("steps", "until"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ValueError(f"--{name}={v} must be >= 1")
+    if args.hours is not None and args.hours <= 0:
+        raise ValueError(f"--hours={args.hours} must be > 0")
+    if args.vae is not None and args.stage != "dit":
+        raise ValueError("--vae only applies to the dit stage")
+
+
+def run(args) -> int:
+    import torch
+
+    from ..train.common import cleanup_distributed, setup_distributed
+    from ..train.presets import train_preset
+    _check(args)
+    preset = train_preset(args.stage, args.preset)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    env = setup_distributed(args.device)
+    try:
+        if args.stage == "vae":
+            from ..train.vae_trainer import VAETrainer
+            trainer = VAETrainer(preset, args.out, env, resume=args.resume, progress=not args.no_progress)
+        else:
+            from ..train.dit_trainer import DiTTrainer
+            trainer = DiTTrainer(preset, args.out, env, resume=args.resume, progress=not args.no_progress,
+                                 vae_path=args.vae)
+        summary = trainer.fit(steps=args.steps, until=args.until, hours=args.hours)
+        if args.export and env.is_main:
+            summary["exported"] = [str(p) for p in trainer.export(args.export, overwrite=args.overwrite)]
+        if env.is_main:
+            print(json.dumps(summary))
+    except FileExistsError as e:
+        raise ValueError(str(e)) from e
+    finally:
+        cleanup_distributed()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``python -m sora_core.cli.train`` (used by torchrun)."""
+    parser = argparse.ArgumentParser(prog="sora train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, PermissionError) as e:
+        print(f"sora train: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Training data: clips rendered on demand from the procedural world, in native-size buckets.
+
+Step ``s`` on rank ``r`` is a pure function of ``(seed, s, r)``: the bucket (shared by all ranks),
+the scene seeds, the caption choice (short or descriptive) and the rendered frames. So resuming at
+step ``s`` reproduces the data order exactly without storing any iterator state.
+
+Two ways of drawing scenes:
+- fresh: every sample is a new scene (``pool_size=None``);
+- pool: ``pool_size`` fixed scenes in all, shared out over the buckets in proportion to how many
+  samples each bucket is expected to draw (at least 16 each); a step draws from its bucket's share,
+  so a stage that pays for each clip once (the DiT stage encodes clips with the frozen VAE) can cache
+  per pool entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..video_io import frames_to_tensor
+from .buckets import Bucket, BucketTable
+from .common import step_seed
+
+# independent random streams mixed into step_seed
+_BUCKET, _SCENE, _CAPTION, _POOL, _EVAL = 11, 12, 13, 14, 15
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Batch:
+    """One step's samples: ``video`` (B, 3, T, H, W) in [-1, 1], one caption per sample."""
+    video: torch.Tensor
+    captions: list[str]
+    bucket: Bucket
+    scene_seeds: list[int]
+    keys: list[tuple[int, int]] | None = None     # (bucket index, pool entry) in pool mode
+
+
+def pool_shares(buckets: BucketTable, total: int, minimum: int = 16) -> list[int]:
+    """Pool scenes per bucket, proportional to the expected samples drawn (share x batch size)."""
+    draws = np.array([p * b.batch_size for p, b in zip(buckets.probs, buckets)])
+    return [max(minimum, int(round(total * d / draws.sum()))) for d in draws]
+
+
+def render_clip(scene_seed: int, bucket: Bucket, fps: float):
+    """(frames uint8 (T, H, W, 3), spec) of the world scene ``scene_seed`` at the bucket's size."""
+    from ..world.render import render
+    spec = scene_spec(scene_seed, bucket, fps)
+    return render(spec), spec
+
+
+def caption_of(spec, descriptive: bool) -> str:
+    from ..world.captions import long_caption, short_caption
+    return long_caption(spec) if descriptive else short_caption(spec)
+
+
+class WorldClips:
+    """Deterministic bucketed batches of world clips for one rank of a run."""
+
+    def __init__(self, buckets: BucketTable, seed: int, fps: float = 8.0, long_caption_prob: float = 0.5,
+                 rank: int = 0, world_size: int = 1, pool_size: int | None = None):
+        if not 0.0 <= long_caption_prob <= 1.0:
+            raise ValueError(f"long_caption_prob={long_caption_prob} must be in [0, 1]")
+        if pool_size is not None and pool_size < 1:
+            raise ValueError(f"pool_size={pool_size} must be >= 1 or None")
+        self.buckets, self.seed, self.fps = buckets, int(seed), float(fps)
+        self.long_caption_prob = long_caption_prob
+        self.rank, self.world_size, self.pool_size = rank, world_size, pool_size
+        self.pool_sizes = pool_shares(buckets, pool_size) if pool_size is not None else None
+
+    # -- what step s draws ------------------------------------------------------------------------
+
+    def bucket_at(self, step: int) -> Bucket:
+        """The bucket of step ``step`` (the same on every rank)."""
+        return self.buckets.pick(np.random.default_rng(step_seed(self.seed, step, _BUCKET)))
+
+    def keys_at(self, step: int, bucket: Bucket) -> list[tuple[int, int]]:
+        """Pool mode: (bucket index, pool entry) of each sample of this rank."""
+        rng = np.random.default_rng(step_seed(self.seed, step, self.rank, _POOL))
+        b = self.buckets.index(bucket)
+        return [(b, int(j)) for j in rng.integers(0, self.pool_sizes[b], size=bucket.batch_size)]
+
+    def pool_scene_seed(self, key: tuple[int, int]) -> int:
+        return step_seed(self.seed, key[0], key[1], _POOL)
+
+    def scene_seeds_at(self, step: int, bucket: Bucket) -> tuple[list[int], list | None]:
+        if self.pool_size is None:
+            return [step_seed(self.seed, step, self.rank, i, _SCENE) for i in range(bucket.batch_size)], None
+        keys = self.keys_at(step, bucket)
+        return [self.pool_scene_seed(k) for k in keys], keys
+
+    def descriptive_at(self, step: int, n: int) -> list[bool]:
+        rng = np.random.default_rng(step_seed(self.seed, step, self.rank, _CAPTION))
+        return [bool(v) for v in rng.random(n) < self.long_caption_prob]
+
+    # -- rendering --------------------------------------------------------------------------------
+
+    def batch_at(self, step: int, render_video: bool = True) -> Batch:
+        """The batch of step ``step``; ``render_video=False`` skips rendering (captions only)."""
+        bucket = self.bucket_at(step)
+        seeds, keys = self.scene_seeds_at(step, bucket)
+        descriptive = self.descriptive_at(step, len(seeds))
+        videos, captions = [], []
+        for s, d in zip(seeds, descriptive):
+            if render_video:
+                frames, spec = render_clip(s, bucket, self.fps)
+                videos.append(frames_to_tensor(frames))
+            else:
+                spec = scene_spec(s, bucket, self.fps)
+            captions.append(caption_of(spec, d))
+        video = torch.stack(videos) if videos else torch.empty(0)
+        return Batch(video, captions, bucket, seeds, keys)
+
+    def eval_batch(self, n: int, bucket: Bucket) -> Batch:
+        """``n`` held-out clips with descriptive captions (scene seeds from a stream training never draws)."""
+        seeds = [step_seed(self.seed, i, _EVAL) for i in range(n)]
+        videos, captions = [], []
+        for s in seeds:
+            frames, spec = render_clip(s, bucket, self.fps)
+            videos.append(frames_to_tensor(frames))
+            captions.append(caption_of(spec, True))
+        return Batch(torch.stack(videos), captions, bucket, seeds)
+
+
+def scene_spec(scene_seed: int, bucket: Bucket, fps: float):
+    """The world scene ``scene_seed`` at the bucket's size (no rendering)."""
+    from ..world.scene import sample_scene
+    return sample_scene(scene_seed, width=bucket.width, height=bucket.height, frames=bucket.frames, fps=fps)

@@ -1,0 +1,259 @@
+"""Stage 2: the DiT and the byte text encoder, trained jointly by flow matching over latents of the
+frozen VAE.
+
+Per sample: x_t = (1 - t) x0 + t noise with t = shift(sigmoid(N(m, s))) (logit-normal), target
+v = noise - x0 (Wan convention). A condition mask picks latent frames that are given (none, first,
+last, first+last, a leading or trailing span, random frames): those sit at t = 0 (clean) and carry no
+loss, so the model natively supports frame conditions with per-frame timesteps. Captions mix short and
+descriptive ones and are dropped to the empty prompt for classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .buckets import BucketTable
+from .common import autocast, step_generator, step_seed
+from .data import WorldClips
+from .latent_cache import LatentCache
+from .loop import StageTrainer
+from .vae_trainer import parse_bucket
+
+
+# ---------------------------------------------------------------------------------------------
+# Flow matching pieces (pure functions)
+# ---------------------------------------------------------------------------------------------
+
+def sample_t(n: int, generator: torch.Generator, mean: float = 0.0, std: float = 1.0,
+             shift: float = 1.0) -> torch.Tensor:
+    """(n,) flow times in (0, 1): logit-normal, then sigma' = shift*s / (1 + (shift - 1) s)."""
+    s = torch.sigmoid(mean + std * torch.randn(n, generator=generator))
+    return shift * s / (1.0 + (shift - 1.0) * s)
+
+
+def condition_mask(kind: str, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """(frames,) bool, True = given latent frame, for one condition kind. At least one frame stays
+    free; a 1-frame latent (an image) is never conditioned."""
+    m = np.zeros(frames, bool)
+    if frames < 2 or kind == "none":
+        return m
+    if kind == "first":
+        m[0] = True
+    elif kind == "last":
+        m[-1] = True
+    elif kind == "first_last":
+        m[0] = m[-1] = True
+        if frames == 2:
+            m[-1] = False
+    elif kind in ("lead_span", "trail_span"):
+        k = int(rng.integers(1, frames))
+        m[:k] = True
+        if kind == "trail_span":
+            m = m[::-1].copy()
+    elif kind == "random":
+        m = rng.random(frames) < 0.5
+        if m.all():
+            m[int(rng.integers(frames))] = False
+    else:
+        raise ValueError(f"unknown condition kind {kind!r}")
+    return m
+
+
+def condition_masks(probs: dict, n: int, frames: int, rng: np.random.Generator) -> tuple[torch.Tensor, list]:
+    """(n, frames) bool masks and their kinds, kinds drawn with probabilities ``probs``."""
+    names = list(probs)
+    p = np.array([probs[k] for k in names], np.float64)
+    kinds = [names[i] for i in rng.choice(len(names), size=n, p=p / p.sum())]
+    return torch.from_numpy(np.stack([condition_mask(k, frames, rng) for k in kinds])), kinds
+
+
+def flow_pair(x0: torch.Tensor, noise: torch.Tensor, t_frames: torch.Tensor):
+    """x_t = (1 - t) x0 + t noise per latent frame, and the target v = noise - x0.
+
+    x0, noise: (B, C, T, H, W); t_frames: (B, T).
+    """
+    t = t_frames[:, None, :, None, None].to(x0.dtype)
+    return (1.0 - t) * x0 + t * noise, noise - x0
+
+
+def masked_mse(v: torch.Tensor, target: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the free latent frames only; ``free`` (B, T) bool."""
+    w = free[:, None, :, None, None].to(v.dtype)
+    per = (v.float() - target.float()).pow(2) * w
+    return per.sum() / (w.sum() * v.shape[1] * v.shape[3] * v.shape[4]).clamp_min(1.0)
+
+
+class FlowModel(nn.Module):
+    """The trainable pair: text encoder + DiT. ``forward(x_t, t (B, T), ids, mask) -> v``."""
+
+    def __init__(self, dit: nn.Module, text_encoder: nn.Module):
+        super().__init__()
+        self.dit, self.text_encoder = dit, text_encoder
+
+    def forward(self, x_t, t, ids, mask):
+        return self.dit(x_t, t, self.text_encoder(ids, mask), mask)
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def shipped_path(name: str) -> Path:
+    return Path(__file__).resolve().parents[1] / "default_model" / name
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+# ---------------------------------------------------------------------------------------------
+
+class DiTTrainer(StageTrainer):
+    stage = "dit"
+
+    def __init__(self, preset, run_dir, env=None, resume=False, progress=True, vae_path: str | None = None):
+        self.vae_path = vae_path
+        super().__init__(preset, run_dir, env, resume, progress)
+
+    def build(self) -> None:
+        from ..configs import dit_preset, text_encoder_preset
+        from ..dit import DiT
+        from ..text import ByteTextEncoder
+        p = self.preset
+        self.vae, self.vae_cfg, self.vae_id = self._load_vae()
+        self.dit_cfg, self.text_cfg = dit_preset(p.dit), text_encoder_preset(p.text_encoder)
+        if self.dit_cfg.in_channels != self.vae_cfg.z_dim:
+            raise ValueError(f"DiT preset {p.dit!r} takes {self.dit_cfg.in_channels} latent channels but the VAE "
+                             f"makes {self.vae_cfg.z_dim}")
+        if self.dit_cfg.text_dim != self.text_cfg.out_dim:
+            raise ValueError(f"DiT text_dim {self.dit_cfg.text_dim} != text encoder out_dim {self.text_cfg.out_dim}")
+        self.module = FlowModel(DiT(self.dit_cfg), ByteTextEncoder(self.text_cfg))
+        self.buckets = BucketTable.from_dict(p.buckets)
+        self.buckets.validate(self.vae_cfg.temporal_factor, self.vae_cfg.spatial_factor, self.dit_cfg.patch_size)
+        self.data = WorldClips(self.buckets, p.seed, p.fps, p.long_caption_prob, self.env.rank,
+                               self.env.world_size, p.pool_size)
+        self.cache = LatentCache(self.run_dir / f"latent_cache.r{self.env.rank}.safetensors", self.vae_id)
+
+    def _load_vae(self):
+        from ..configs import vae_preset
+        from ..vae import VideoVAE
+        from ..weights import load_component
+        path = self.vae_path or self.preset.vae_weights
+        if path == "shipped":
+            path = shipped_path("vae.safetensors")
+        if path is None:
+            cfg = vae_preset(self.preset.vae)
+            vae = VideoVAE(cfg)
+            ident = f"fresh:{self.preset.vae}:{self.preset.seed}"
+        else:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"VAE weights {path} do not exist (train the VAE first or pass --vae)")
+            vae, cfg = load_component(str(path), kind="vae")
+            ident = f"file:{file_digest(Path(path))}"
+        vae.requires_grad_(False)
+        return vae.eval().to(self.env.device), cfg, ident
+
+    def configs(self) -> dict:
+        return {"dit": self.dit_cfg, "text_encoder": self.text_cfg}
+
+    def state(self) -> dict:
+        return {**super().state(), "vae_id": self.vae_id}
+
+    def save(self) -> None:
+        self.cache.save()           # every rank keeps its own cache file
+        super().save()
+
+    def fit(self, *args, **kwargs) -> dict:
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            self.cache.save(force=True)
+
+    def load_state(self, state: dict) -> None:
+        if state.get("vae_id") != self.vae_id:
+            raise ValueError(f"the run was trained on VAE {state.get('vae_id')} but this VAE is {self.vae_id}; "
+                             f"resume with the same --vae file")
+        super().load_state(state)
+
+    # -- data -> latents ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """Frozen VAE, clip by clip (results do not depend on the batch): (B,3,T,H,W) -> (B,C,T',H',W')."""
+        with autocast(self.env.device, self.preset.loop.bf16):
+            return torch.cat([self.vae.encode(c.to(self.env.device)).float() for c in video.split(1)])
+
+    def latents_at(self, step: int):
+        """(latents (B, C, T, H, W), captions) of step ``step``, through the pool cache when enabled."""
+        if self.preset.pool_size is None:
+            batch = self.data.batch_at(step)
+            return self.encode(batch.video), batch.captions
+        batch = self.data.batch_at(step, render_video=False)
+        z = self.cache.get_or_encode(batch.keys, lambda key: self._encode_pool_entry(key, batch.bucket))
+        return z.to(self.env.device), batch.captions
+
+    def _encode_pool_entry(self, key, bucket) -> torch.Tensor:
+        from ..video_io import frames_to_tensor
+        from .data import render_clip
+        frames, _ = render_clip(self.data.pool_scene_seed(key), bucket, self.data.fps)
+        return self.encode(frames_to_tensor(frames)[None])[0]
+
+    # -- the loss -------------------------------------------------------------------------------------
+
+    def loss(self, step: int) -> tuple[torch.Tensor, dict]:
+        p, dev = self.preset, self.env.device
+        z, captions = self.latents_at(step)
+        rng = np.random.default_rng(step_seed(p.seed, step, self.env.rank, 2))
+        gen = step_generator(p.seed, step, self.env.rank, 3)
+        captions = ["" if drop else c for c, drop in zip(captions, rng.random(len(captions)) < p.caption_dropout)]
+        given, _ = condition_masks(p.condition_probs, z.shape[0], z.shape[2], rng)
+        t = sample_t(z.shape[0], gen, p.t_logit_mean, p.t_logit_std, p.t_shift)
+        noise = torch.randn(z.shape, generator=gen)
+        given, t, noise = given.to(dev), t.to(dev), noise.to(dev)
+        t_frames = torch.where(given, torch.zeros((), device=dev), t[:, None].expand(-1, z.shape[2]))
+        x_t, target = flow_pair(z, noise, t_frames)
+        ids, mask = self.module.text_encoder.tokenize(captions)
+        with autocast(dev, p.loop.bf16):
+            v = self.model(x_t, t_frames, ids.to(dev), mask.to(dev))
+        loss = masked_mse(v, target, ~given)
+        return loss, {"given_frac": float(given.float().mean())}
+
+    # -- evaluation and export ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, ema_module: nn.Module) -> dict:
+        """Validation flow loss of the EMA model on held-out clips at fixed t, no conditions."""
+        if not hasattr(self, "_eval"):
+            batch = self.data.eval_batch(self.preset.eval_clips, parse_bucket(self.preset.eval_bucket))
+            self._eval = (self.encode(batch.video), batch.captions)
+        z, caps = self._eval
+        ids, mask = ema_module.text_encoder.tokenize(caps)
+        gen, out = torch.Generator().manual_seed(1234), {}
+        for tv in (0.2, 0.5, 0.8):
+            noise = torch.randn(z.shape, generator=gen).to(z.device)
+            t = torch.full(z.shape[:1] + z.shape[2:3], tv, device=z.device)
+            x_t, target = flow_pair(z, noise, t)
+            with autocast(self.env.device, self.preset.loop.bf16):
+                v = ema_module(x_t, t, ids.to(z.device), mask.to(z.device))
+            out[f"val_t{tv}"] = float(masked_mse(v, target, torch.ones_like(t, dtype=torch.bool)))
+        out["val_loss"] = sum(out.values()) / len(out)
+        return out
+
+    def export(self, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
+        """EMA weights -> ``out_dir/dit.safetensors`` and ``out_dir/text_encoder.safetensors``."""
+        from ..weights import save_component
+        out_dir = Path(out_dir)
+        paths = [out_dir / "dit.safetensors", out_dir / "text_encoder.safetensors"]
+        for path in paths:
+            if path.exists() and not overwrite:
+                raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+        ema = self.ema_module()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        meta = {"train_stage": "dit", "train_preset": self.preset.name, "train_steps": str(self.step),
+                "vae_id": self.vae_id}
+        save_component(paths[0], ema.dit, self.dit_cfg, metadata=meta)
+        save_component(paths[1], ema.text_encoder, self.text_cfg, metadata=meta)
+        return paths

@@ -1,0 +1,154 @@
+"""Training presets: "tiny" for the tests (seconds on a CPU) and "default" for the shipped model.
+
+A preset names the model configs (``sora_core.configs`` presets), the bucket table and the recipe.
+It is stored whole in every checkpoint and run directory, so a run describes itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+
+# ---------------------------------------------------------------------------------------------
+# Recipe pieces
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warmup then cosine decay to ``min_lr_ratio * lr``; EMA of the weights."""
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup: int = 500
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Steps of the cosine schedule and how often to log, evaluate and checkpoint."""
+    steps: int = 1000
+    log_every: int = 10
+    eval_every: int = 500
+    ckpt_every: int = 250
+    bf16: bool = True
+
+
+# condition-mask kinds the DiT stage trains with (see dit_trainer.sample_condition_mask)
+CONDITION_KINDS = ("none", "first", "last", "first_last", "lead_span", "trail_span", "random")
+
+
+@dataclass(frozen=True)
+class VAETrainPreset:
+    """Video VAE: L1 + SSIM (kornia) + a small KL, on bucketed world clips."""
+    name: str
+    vae: str
+    buckets: dict
+    optim: OptimConfig
+    loop: LoopConfig
+    kl_weight: float = 1e-6
+    ssim_weight: float = 0.2
+    crop: int | None = None                  # train on random crop x crop windows of the clips
+    fps: float = 8.0
+    seed: int = 0
+    eval_bucket: str = "64x64x17"           # HxWxT of the held-out PSNR clips
+    eval_clips: int = 8
+    stats_clips: int = 64                    # clips for the per-channel latent statistics
+    kind = "vae"
+
+
+@dataclass(frozen=True)
+class DiTTrainPreset:
+    """DiT + byte text encoder (trained jointly) by flow matching over latents of a frozen VAE."""
+    name: str
+    dit: str
+    text_encoder: str
+    vae: str                                 # VAE config preset, used when no trained VAE is given
+    buckets: dict
+    optim: OptimConfig
+    loop: LoopConfig
+    vae_weights: str | None = None           # a trained VAE (safetensors); None = fresh (tests only)
+    caption_dropout: float = 0.1             # empty prompt, for classifier-free guidance
+    long_caption_prob: float = 0.5           # descriptive vs short captions
+    condition_probs: dict = field(default_factory=lambda: {"none": 1.0})
+    t_logit_mean: float = 0.0                # t = sigmoid(N(mean, std)), then the schedule shift
+    t_logit_std: float = 1.0
+    t_shift: float = 1.0
+    pool_size: int | None = None             # scenes per bucket whose latents are cached (None = fresh)
+    fps: float = 8.0
+    seed: int = 0
+    eval_bucket: str = "64x64x17"
+    eval_clips: int = 16
+    kind = "dit"
+
+    def __post_init__(self):
+        bad = sorted(set(self.condition_probs) - set(CONDITION_KINDS))
+        if bad:
+            raise ValueError(f"condition_probs has unknown kinds {bad}; allowed: {', '.join(CONDITION_KINDS)}")
+
+
+def preset_json(p) -> str:
+    return json.dumps({"kind": p.kind, "preset": dataclasses.asdict(p)}, sort_keys=True, default=str)
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets
+# ---------------------------------------------------------------------------------------------
+
+_TINY_BUCKETS = {"16x16": {1: (0.5, 2), 5: (1.0, 2)}, "16x24": {3: (0.5, 2)}}
+
+# rendered at these sizes, trained on random 32 x 32 crops (the VAE is convolutional)
+_DEFAULT_VAE_BUCKETS = {
+    "64x64": {1: (0.2, 16), 5: (0.3, 8), 9: (1.0, 8), 17: (0.3, 4)},
+    "48x80": {9: (0.3, 8)},
+    "80x48": {9: (0.3, 8)},
+}
+
+_DEFAULT_DIT_BUCKETS = {
+    "64x64": {1: (0.15, 64), 9: (0.3, 24), 17: (1.0, 16), 33: (0.25, 8)},
+    "48x80": {1: (0.05, 64), 17: (0.3, 16)},
+    "80x48": {1: (0.05, 64), 17: (0.3, 16)},
+}
+
+_DEFAULT_CONDITIONS = {"none": 0.45, "first": 0.2, "last": 0.05, "first_last": 0.1,
+                       "lead_span": 0.08, "trail_span": 0.04, "random": 0.08}
+
+_VAE_PRESETS = {
+    "tiny": lambda: VAETrainPreset(
+        name="tiny", vae="tiny", buckets=_TINY_BUCKETS, crop=12,
+        optim=OptimConfig(lr=1e-3, warmup=2, ema_decay=0.9),
+        loop=LoopConfig(steps=4, log_every=1, eval_every=4, ckpt_every=2, bf16=False),
+        eval_bucket="16x16x5", eval_clips=2, stats_clips=4),
+    "default": lambda: VAETrainPreset(
+        name="default", vae="default", buckets=_DEFAULT_VAE_BUCKETS, crop=32,
+        optim=OptimConfig(lr=5e-4, warmup=200, min_lr_ratio=0.05, ema_decay=0.998, weight_decay=0.0),
+        loop=LoopConfig(steps=4000, log_every=10, eval_every=250, ckpt_every=100)),
+}
+
+_DIT_PRESETS = {
+    "tiny": lambda: DiTTrainPreset(
+        name="tiny", dit="tiny", text_encoder="tiny", vae="tiny", buckets=_TINY_BUCKETS,
+        optim=OptimConfig(lr=1e-3, warmup=2, ema_decay=0.9),
+        loop=LoopConfig(steps=4, log_every=1, eval_every=4, ckpt_every=2),
+        condition_probs=dict(_DEFAULT_CONDITIONS), eval_bucket="16x16x5", eval_clips=2),
+    "default": lambda: DiTTrainPreset(
+        name="default", dit="default", text_encoder="default", vae="default", buckets=_DEFAULT_DIT_BUCKETS,
+        vae_weights="sora_core/default_model/vae.safetensors",
+        optim=OptimConfig(lr=4e-4, warmup=500, min_lr_ratio=0.05, ema_decay=0.999),
+        loop=LoopConfig(steps=12000, log_every=20, eval_every=500, ckpt_every=200),
+        condition_probs=dict(_DEFAULT_CONDITIONS), pool_size=4096),
+}
+
+PRESETS = {"vae": _VAE_PRESETS, "dit": _DIT_PRESETS}
+
+
+def train_preset(stage: str, name: str):
+    """The training preset ``name`` of ``stage`` ('vae' or 'dit')."""
+    if stage not in PRESETS:
+        raise ValueError(f"unknown training stage {stage!r}; allowed: {', '.join(PRESETS)}")
+    if name not in PRESETS[stage]:
+        raise ValueError(f"unknown {stage} training preset {name!r}; allowed: {', '.join(PRESETS[stage])}")
+    return PRESETS[stage][name]()

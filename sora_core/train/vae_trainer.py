@@ -1,0 +1,159 @@
+"""Stage 1: the video VAE (video compression network) on bucketed world clips.
+
+Loss = L1 + ``ssim_weight`` * (1 - SSIM) (kornia, per frame) + ``kl_weight`` * KL. Training runs
+with identity latent normalisation; at export the per-channel mean and std of the posterior means over
+held-out clips go into the config, so the shipped VAE yields normalised latents.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch import nn
+
+from .buckets import Bucket, BucketTable
+from .common import autocast, step_generator, step_seed
+from .data import WorldClips
+from .loop import StageTrainer
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses and measures
+# ---------------------------------------------------------------------------------------------
+
+def kl_loss(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, 1)) averaged over every latent element."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+
+
+def ssim_frames(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> torch.Tensor:
+    """Mean SSIM over frames of two videos (B, 3, T, H, W) in [-1, 1]."""
+    import kornia
+    fa = rearrange((a + 1) / 2, "b c t h w -> (b t) c h w")
+    fb = rearrange((b + 1) / 2, "b c t h w -> (b t) c h w")
+    return kornia.metrics.ssim(fa, fb, window_size=window, max_val=1.0).mean()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two videos in [-1, 1] after rounding to uint8 (the saved-file view)."""
+    qa = ((a.float().clamp(-1, 1) + 1) * 127.5).round()
+    qb = ((b.float().clamp(-1, 1) + 1) * 127.5).round()
+    mse = float((qa - qb).pow(2).mean())
+    return 99.0 if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+
+
+def random_crop(video: torch.Tensor, size: int | None, rng) -> torch.Tensor:
+    """A ``size`` x ``size`` crop at a random place of each clip (B, 3, T, H, W); None = whole clips."""
+    H, W = video.shape[-2:]
+    if size is None or (size >= H and size >= W):
+        return video
+    size_h, size_w = min(size, H), min(size, W)
+    tops = rng.integers(0, H - size_h + 1, size=len(video))
+    lefts = rng.integers(0, W - size_w + 1, size=len(video))
+    return torch.stack([v[..., int(t):int(t) + size_h, int(l):int(l) + size_w] for v, t, l in zip(video, tops, lefts)])
+
+
+def parse_bucket(name: str) -> Bucket:
+    """'HxWxT' -> a 1-sample Bucket."""
+    try:
+        h, w, t = (int(v) for v in name.lower().split("x"))
+    except ValueError as e:
+        raise ValueError(f"bucket {name!r} must be written 'HxWxT', e.g. '64x64x17'") from e
+    return Bucket(h, w, t, 1.0, 1)
+
+
+@torch.no_grad()
+def reconstruct(vae: nn.Module, video: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """Encode (posterior mean) and decode, clip by clip: (B, 3, T, H, W) -> same shape."""
+    out = []
+    with autocast(str(video.device), bf16):
+        for clip in video.split(1):
+            out.append(vae.decode(vae.encode(clip)).float())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def latent_stats(vae: nn.Module, clips: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the posterior means of ``clips`` (N, 3, T, H, W)."""
+    means = [vae.encode_moments(c)[0].float() for c in clips.split(1)]
+    z = torch.cat([rearrange(m, "b c t h w -> c (b t h w)") for m in means], dim=1)
+    return tuple(z.mean(1).tolist()), tuple(z.std(1).clamp_min(1e-4).tolist())
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+# ---------------------------------------------------------------------------------------------
+
+class VAETrainer(StageTrainer):
+    stage = "vae"
+    plot_keys = ("loss", "l1", "kl")
+
+    def build(self) -> None:
+        from ..configs import vae_preset
+        from ..vae import VideoVAE
+        p = self.preset
+        self.cfg = vae_preset(p.vae)
+        if self.cfg.latents_mean or self.cfg.latents_std:
+            from ..configs import replace
+            self.cfg = replace(self.cfg, latents_mean=(), latents_std=())
+        self.module = VideoVAE(self.cfg)
+        self.buckets = BucketTable.from_dict(p.buckets)
+        self.buckets.validate(self.cfg.temporal_factor, self.cfg.spatial_factor)
+        if p.crop is not None and (p.crop < 1 or p.crop % self.cfg.spatial_factor):
+            raise ValueError(f"crop={p.crop} must be a positive multiple of the VAE's spatial factor "
+                             f"{self.cfg.spatial_factor}")
+        self.data = WorldClips(self.buckets, p.seed, p.fps, 0.0, self.env.rank, self.env.world_size)
+
+    def configs(self) -> dict:
+        return {"vae": self.cfg}
+
+    def loss(self, step: int) -> tuple[torch.Tensor, dict]:
+        p = self.preset
+        rng = np.random.default_rng(step_seed(p.seed, step, self.env.rank, 4))
+        x = random_crop(self.data.batch_at(step).video, p.crop, rng).to(self.env.device)
+        gen = step_generator(p.seed, step, self.env.rank, 1)
+        with autocast(self.env.device, p.loop.bf16):
+            recon, mean, logvar = self.model(x, gen)
+        recon, mean, logvar = recon.float(), mean.float(), logvar.float()
+        l1 = (recon - x).abs().mean()
+        ssim = ssim_frames(recon, x) if p.ssim_weight else torch.zeros(())
+        kl = kl_loss(mean, logvar)
+        loss = l1 + p.ssim_weight * (1.0 - ssim) + p.kl_weight * kl
+        return loss, {"l1": float(l1.detach()), "ssim": float(ssim.detach()), "kl": float(kl.detach())}
+
+    def eval_clips(self) -> torch.Tensor:
+        if not hasattr(self, "_eval"):
+            self._eval = self.data.eval_batch(self.preset.eval_clips, parse_bucket(self.preset.eval_bucket)).video
+        return self._eval.to(self.env.device)
+
+    def evaluate(self, ema_module: nn.Module) -> dict:
+        x = self.eval_clips()
+        recon = reconstruct(ema_module, x, self.preset.loop.bf16)
+        return {"psnr": psnr(recon, x), "ssim_eval": float(ssim_frames(recon.clamp(-1, 1), x))}
+
+    def export(self, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
+        """EMA VAE with per-channel latent statistics -> ``out_dir/vae.safetensors``."""
+        from ..configs import replace
+        from ..vae import VideoVAE
+        from ..weights import save_component
+        out = Path(out_dir) / "vae.safetensors"
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+        ema = self.ema_module()
+        stats_bucket = parse_bucket(self.preset.eval_bucket)
+        clips = WorldClips(self.buckets, self.preset.seed + 1, self.preset.fps).eval_batch(
+            self.preset.stats_clips, stats_bucket).video.to(self.env.device)
+        mean, std = latent_stats(ema, clips)
+        cfg = replace(self.cfg, latents_mean=mean, latents_std=std)
+        vae = VideoVAE(cfg)
+        vae.load_state_dict(ema.state_dict())         # the statistics live in the config, not the weights
+        x = self.eval_clips()
+        meta = {"train_stage": "vae", "train_preset": self.preset.name, "train_steps": str(self.step),
+                "eval_psnr": f"{psnr(reconstruct(vae.eval(), x), x):.2f}"}
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        save_component(out, vae, cfg, metadata=meta)
+        return [out]
