@@ -74,6 +74,28 @@ def test_workflow_converts_and_validates_with_every_widget_value_used(path):
         assert len(node["widgets_values"]) == expected, f"node {node['id']} ({node['type']})"
 
 
+NODE_KEYS = {"id": int, "type": str, "pos": list, "size": list, "flags": dict, "order": int, "mode": int,
+             "properties": dict}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_matches_the_frontend_schema_and_links_agree(path):
+    """What the frontend's workflow schema (version 0.4) requires, and slots consistent with links."""
+    ui = json.loads(path.read_text())
+    assert isinstance(ui["version"], (int, float)) and isinstance(ui["last_link_id"], int)
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    assert ui["last_node_id"] >= max(nodes) and ui["last_link_id"] >= max(l[0] for l in ui["links"])
+    for node in nodes.values():
+        for key, kind in NODE_KEYS.items():
+            assert isinstance(node[key], kind), f"node {node['id']} {key}"
+        assert len(node["pos"]) == 2 and len(node["size"]) == 2
+    for link_id, src, slot, dst, dslot, kind in ui["links"]:
+        assert link_id in nodes[src]["outputs"][slot]["links"], f"link {link_id} not on its output"
+        target = nodes[dst]["inputs"][dslot]
+        assert target["link"] == link_id and kind in (target["type"], "*"), f"link {link_id} not on its input"
+        assert nodes[src]["outputs"][slot]["type"] == kind
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_runs_headless_and_writes_decodable_video(path, tiny_model, tmp_path, capsys):
     sets = overrides(api_of(path), tiny_model)
