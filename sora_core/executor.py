@@ -97,6 +97,9 @@ def _check_node(node_id: str, entry: dict, api: dict, classes: Mapping[str, type
         raise WorkflowError(f"{_label(node_id, entry)}: unknown node type {kind!r}; this pack has "
                             f"{', '.join(sorted(classes))}")
     cls, given = classes[kind], entry.get("inputs") or {}
+    if getattr(cls, "INPUT_IS_LIST", False) or any(getattr(cls, "OUTPUT_IS_LIST", ())):
+        raise WorkflowError(f"{_label(node_id, entry)} takes or gives lists of values, which the headless "
+                            "runner does not support; run this workflow in ComfyUI")
     spec_all = cls.INPUT_TYPES()
     checked = _Checked(cls)
     for section in ("required", "optional"):

@@ -30,6 +30,9 @@ def register(subparsers) -> None:
                      help="input folder for load nodes (default: the workflow file's folder)")
     run.add_argument("--models", type=Path, default=Path("models"),
                      help="model folder with diffusion_models/, vae/, text_encoders/ (default: ./models)")
+    run.add_argument("--model", type=Path, default=None, metavar="DIR",
+                     help="run every Sora Model Loader on this model folder (vae / text_encoder / dit "
+                          ".safetensors, e.g. from sora train)")
     run.add_argument("--api-out", type=Path, default=None, help="also write the API prompt that ran here")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
@@ -51,7 +54,14 @@ def _prepare(args) -> tuple[object, dict, dict]:
     pack = workflow.load_pack()
     data = workflow.read_workflow(args.workflow)
     info = workflow.object_info_from_classes(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS)
-    api = workflow.apply_overrides(workflow.to_api(data, info), args.overrides, info)
+    api = workflow.to_api(data, info)
+    model = getattr(args, "model", None)
+    if model is not None:
+        if not model.is_dir():
+            raise CLIError(f"--model {model} is not a folder")
+        loaders = [k for k, v in api.items() if v["class_type"] == "SoraModelLoader"]
+        api = workflow.apply_overrides(api, [f"{k}.model_dir={model.resolve()}" for k in loaders], info)
+    api = workflow.apply_overrides(api, args.overrides, info)
     return pack, data, api
 
 
