@@ -45,22 +45,32 @@ def _m(ideal, higher, kind, target, text):
 
 # every name a report may hold; "structure_iou@0.50" style names take the info of "structure_iou"
 METRICS: dict[str, MetricInfo] = {
-    "colour": _m(1, True, "fraction", 0.9, "objects with the colour asked for"),
-    "shape": _m(1, True, "fraction", 0.8, "objects with the shape asked for"),
-    "size": _m(1, True, "fraction", None, "objects with the size asked for"),
-    "motion": _m(1, True, "fraction", 0.8, "objects with the motion asked for"),
-    "count": _m(1, True, "fraction", None, "clips with as many objects as asked for"),
-    "event": _m(1, True, "fraction", None, "clips showing the world event asked for"),
-    "temporal_flicker": _m(1, True, "fraction", None, "VBench temporal flickering score"),
-    "object_permanence": _m(1, True, "fraction", None, "occluded objects that come back the same"),
-    "identity_drift": _m(0, False, "fraction", None, "tracked objects whose look changes"),
-    "loop_seam_ratio": _m(1, False, "ratio", 1.5, "last->first difference / mean step"),
-    "boundary_continuity": _m(1, False, "ratio", 1.5, "difference at the join / mean step around it"),
-    "transition_smoothness": _m(1, False, "ratio", None, "largest step / mean step over the transition"),
-    "structure_iou": _m(1, True, "fraction", 0.5, "object-mask IoU of SDEdit output with the source"),
-    "first_frame_psnr": _m(PSNR_CAP, True, "dB", 25.0, "first frame vs the given image"),
-    "psnr": _m(PSNR_CAP, True, "dB", 30.0, "VAE reconstruction PSNR"),
-    "ssim": _m(1, True, "fraction", None, "VAE reconstruction SSIM"),
+    # name: _m(ideal, higher is better, kind, target, what it measures)
+    "colour": _m(1, True, "fraction", 0.9, "fraction of asked-for objects seen with the colour asked for"),
+    "shape": _m(1, True, "fraction", 0.8, "fraction of asked-for objects seen with the shape asked for"),
+    "size": _m(1, True, "fraction", None, "fraction of asked-for objects seen with the size asked for"),
+    "motion": _m(1, True, "fraction", 0.8,
+                 "fraction of asked-for objects seen moving as asked (left/right/up/down/bouncing/static)"),
+    "count": _m(1, True, "fraction", None, "1 when exactly as many objects are seen as asked for"),
+    "event": _m(1, True, "fraction", None,
+                "1 when the world event seen (occluder, trail, camera pan, none) is the one asked for"),
+    "temporal_flicker": _m(1, True, "fraction", None,
+                           "VBench temporal flickering: (255 - mean |frame[t+1] - frame[t]|) / 255"),
+    "object_permanence": _m(1, True, "fraction", None, "fraction of objects gone behind the occluder "
+                            "that come back with the same colour, shape and size"),
+    "identity_drift": _m(0, False, "fraction", None,
+                         "fraction of tracked objects whose colour, shape or size changes along the video"),
+    "loop_seam_ratio": _m(1, False, "ratio", 1.5,
+                          "difference last -> first frame over the mean consecutive difference"),
+    "boundary_continuity": _m(1, False, "ratio", 1.5,
+                              "difference across the join over the mean consecutive difference around it"),
+    "transition_smoothness": _m(1, False, "ratio", None,
+                                "largest consecutive difference over the mean one, across the transition"),
+    "structure_iou": _m(1, True, "fraction", 0.5,
+                        "object-mask IoU of the SDEdit output with its source (@ = strength)"),
+    "first_frame_psnr": _m(PSNR_CAP, True, "dB", 25.0, "PSNR of the first frame against the given image"),
+    "psnr": _m(PSNR_CAP, True, "dB", 30.0, "PSNR of the VAE reconstruction (100 = identical)"),
+    "ssim": _m(1, True, "fraction", None, "SSIM of the VAE reconstruction"),
 }
 
 

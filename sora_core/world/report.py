@@ -17,7 +17,7 @@ import numpy as np
 
 from ..video_io import unique_path
 from . import figures as F
-from .metrics import metric_info
+from .metrics import METRICS, metric_info
 
 SHEETS_PER_FIGURE = 6
 
@@ -85,6 +85,12 @@ def _target(entry) -> str:
     return f"{'≥' if entry['higher_is_better'] else '≤'} {entry['target']:g}"
 
 
+def _better(info) -> str:
+    if info.kind == "ratio":
+        return "closer to 1"
+    return "higher" if info.higher_is_better else "lower"
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -113,6 +119,11 @@ def markdown(summary: dict, results, settings: dict, figures: dict[str, list[str
         seen = r.seen + (f" ({'; '.join(r.notes)})" if r.notes else "")
         name = f"[{_cell(r.name)}]({r.name})" if r.name in links else _cell(r.name)
         lines.append(f"| {name} | {r.task} | {_cell(r.prompt)} | {_cell(seen)} | " + " | ".join(cells) + " |")
+    used = list(dict.fromkeys(n.split("@")[0] for n in names))
+    lines += ["", "## Metrics", "", "| metric | what it measures | ideal | better |", "|---|---|---|---|"]
+    lines += [f"| {n} | {_cell(METRICS[n].description)} | {METRICS[n].ideal:g} | {_better(METRICS[n])} |"
+              for n in used]
+    lines.append("\nEach is a function of `sora_core.world.metrics` whose docstring gives the exact definition.")
     if figures.get("sheets"):
         lines += ["", "## Contact sheets", "", "Evenly spaced frames of each clip with the captioner's "
                   "detections: a box in the colour seen, labelled with the colour and shape seen; "
