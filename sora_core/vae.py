@@ -95,9 +95,10 @@ class VideoVAE(nn.Module):
         chunks = self._encode_chunks(video.shape, chunk_frames)
         cache, outs, start = FeatureCache(), [], 0
         with self._compute(dtype):
-            for n in chunks:
+            for i, n in enumerate(chunks):
+                cache.final = i == len(chunks) - 1
                 x = self._prepare(video[:, :, start:start + n])
-                outs.append(self.quant_conv(self.encoder(x, cache)).float())
+                outs.append(self.quant_conv(self.encoder(x, cache), cache).float())
                 start += n
         return self._normalise_moments(torch.cat(outs, dim=2))
 
@@ -123,12 +124,12 @@ class VideoVAE(nn.Module):
             start += chunk.shape[2]
         return out
 
-    @torch.no_grad()
     def decode_chunks(self, z: Tensor, chunk_latents: int | None = None,
                       dtype: torch.dtype | None = None) -> Iterator[Tensor]:
         """Stream the decode: yields consecutive pixel chunks (B, 3, t_i, H, W) in [-1, 1], float32.
 
         Memory stays flat however long the video, for writers that consume frames as they come.
+        Arguments are checked here, before the first chunk is asked for.
         """
         self._check_latents(z)
         B, _, T, h, w = z.shape
@@ -136,11 +137,17 @@ class VideoVAE(nn.Module):
             chunk_latents = self._auto_chunk(B * h * w * self.spatial_factor ** 2)
         if not isinstance(chunk_latents, int) or chunk_latents < 1:
             raise ValueError(f"chunk_latents must be an integer >= 1, got {chunk_latents!r}")
+        self._compute(dtype)                                  # checks dtype now
+        return self._decode_stream(z, chunk_lengths(T, chunk_latents), dtype)
+
+    @torch.no_grad()
+    def _decode_stream(self, z: Tensor, chunks: list[int], dtype: torch.dtype | None) -> Iterator[Tensor]:
         cache, start = FeatureCache(), 0
-        for n in chunk_lengths(T, chunk_latents):
+        for i, n in enumerate(chunks):
+            cache.final = i == len(chunks) - 1
             with self._compute(dtype):
                 x = self._prepare(self._denormalise(z[:, :, start:start + n]))
-                y = self.decoder(self.post_quant_conv(x), cache)
+                y = self.decoder(self.post_quant_conv(x, cache), cache)
             start += n
             yield y.float().clamp_(-1.0, 1.0)
 
@@ -186,19 +193,21 @@ class VideoVAE(nn.Module):
                 rows, cols = slice(i * fs, i * fs + y.shape[3]), slice(j * fs, j * fs + y.shape[4])
                 out[:, :, :, rows, cols] += y * wt
                 weight[rows, cols] += wt
-        return out / weight
+        return out.div_(weight)
 
     # -----------------------------------------------------------------------------------------
     # Internals
     # -----------------------------------------------------------------------------------------
 
     def _compute(self, dtype: torch.dtype | None):
-        """Autocast context for a lower compute dtype than the parameters' (else nothing)."""
+        """Autocast context when ``dtype`` is lower than the parameters' (else nothing)."""
         param_dtype = self.post_quant_conv.weight.dtype
         if dtype is None or dtype == param_dtype:
             return contextlib.nullcontext()
-        device = self.post_quant_conv.weight.device.type
-        return torch.autocast(device, dtype=dtype)
+        if dtype not in (torch.bfloat16, torch.float16):
+            raise ValueError(f"dtype={dtype} is not allowed for {param_dtype} weights: use None, "
+                             f"{param_dtype}, torch.bfloat16 or torch.float16")
+        return torch.autocast(self.post_quant_conv.weight.device.type, dtype=dtype)
 
     def _prepare(self, x: Tensor) -> Tensor:
         """Channels-last copy in the parameters' dtype (kept float32 under autocast)."""

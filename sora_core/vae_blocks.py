@@ -37,7 +37,8 @@ class FeatureCache:
 
     def __init__(self):
         self._state: dict[int, Tensor | bool] = {}
-        self._weights: dict[int, tuple] = {}
+        self._weights: dict[tuple[int, bool], tuple] = {}
+        self.final = False          # set before the last chunk: nothing needs to be kept after it
 
     def get(self, layer: nn.Module):
         return self._state.get(id(layer))
@@ -45,19 +46,46 @@ class FeatureCache:
     def put(self, layer: nn.Module, value) -> None:
         self._state[id(layer)] = value
 
+    def keeps(self) -> bool:
+        """Whether layers should store their last frames (not during the last chunk)."""
+        return not self.final
+
     def __len__(self) -> int:
         return len(self._state)
 
-    def weights(self, conv: nn.Conv3d, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
-        """conv's weight and bias in ``dtype``, channels-last, made once per pass (inference only)."""
+    def weights(self, conv: nn.Module, dtype: torch.dtype, last_tap: bool = False) -> tuple[Tensor, Tensor | None]:
+        """conv's weight and bias in ``dtype``, channels-last, made once per pass (inference only).
+
+        ``last_tap`` keeps only the newest temporal tap (kernel depth 1), for a frame whose left
+        context is all zeros.
+        """
         w = conv.weight
         key = (w._version, w.data_ptr(), dtype)
-        hit = self._weights.get(id(conv))
+        hit = self._weights.get((id(conv), last_tap))
         if hit is None or hit[0] != key:
+            fmt = CL3D if w.dim() == 5 else torch.channels_last
+            w = w.detach()[:, :, -1:] if last_tap else w.detach()
             bias = conv.bias.detach().to(dtype) if conv.bias is not None else None
-            hit = (key, w.detach().to(dtype).contiguous(memory_format=CL3D), bias)
-            self._weights[id(conv)] = hit
+            hit = (key, w.to(dtype).contiguous(memory_format=fmt), bias)
+            self._weights[(id(conv), last_tap)] = hit
         return hit[1], hit[2]
+
+
+def cached_conv(conv: nn.Module, x: Tensor, cache: FeatureCache, padding=None, last_tap: bool = False) -> Tensor:
+    """Inference convolution (2D or 3D) with the pass's prepared weights, in the autocast dtype if any.
+
+    On the CPU it calls oneDNN directly: PyTorch's heuristic sends small float32 inputs to an im2col
+    path that is several times slower and allocates column buffers of 27 x the input.
+    """
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+    weight, bias = cache.weights(conv, dtype, last_tap)
+    x = x.to(dtype)
+    padding = conv.padding if padding is None else padding
+    if device == "cpu" and dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available():
+        return torch.mkldnn_convolution(x, weight, bias, padding, conv.stride, conv.dilation, conv.groups)
+    fn = F.conv3d if x.dim() == 5 else F.conv2d
+    return fn(x, weight, bias, conv.stride, padding, conv.dilation, conv.groups)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,8 +113,10 @@ class CausalConv3d(nn.Conv3d):
         if not self.time_pad:
             return self._conv(norm(x) if norm is not None else x, cache)
         B, C, T, H, W = x.shape
-        buf = torch.empty((B, C, self.time_pad + T, H, W), dtype=x.dtype, device=x.device, memory_format=CL3D)
         prev = cache.get(self) if cache is not None else None
+        if prev is None and T == 1 and self.stride[0] == 1:
+            return self._first_frame(norm(x) if norm is not None else x, cache)
+        buf = torch.empty((B, C, self.time_pad + T, H, W), dtype=x.dtype, device=x.device, memory_format=CL3D)
         if prev is None:
             buf[:, :, :self.time_pad].zero_()
         else:
@@ -95,18 +125,22 @@ class CausalConv3d(nn.Conv3d):
             norm(x, out=buf[:, :, self.time_pad:])
         else:
             buf[:, :, self.time_pad:].copy_(x)
-        if cache is not None:
+        if cache is not None and cache.keeps():
             cache.put(self, buf[:, :, -self.time_pad:].clone())
         return self._conv(buf, cache)
 
     def _conv(self, x: Tensor, cache: FeatureCache | None) -> Tensor:
         """The convolution itself, with the pass's prepared weights when there is a cache."""
-        if cache is None:
-            return super().forward(x)
-        autocast = torch.is_autocast_enabled(x.device.type)
-        dtype = torch.get_autocast_dtype(x.device.type) if autocast else x.dtype
-        weight, bias = cache.weights(self, dtype)
-        return F.conv3d(x.to(dtype), weight, bias, self.stride, self.padding, self.dilation, self.groups)
+        return super().forward(x) if cache is None else cached_conv(self, x, cache)
+
+    def _first_frame(self, x: Tensor, cache: FeatureCache | None) -> Tensor:
+        """One frame after zeros: only the newest temporal tap sees data (a third of the work)."""
+        if cache is not None:
+            if cache.keeps():
+                zeros = x.new_zeros(x.shape[:2] + (self.time_pad - 1,) + x.shape[3:])
+                cache.put(self, torch.cat([zeros, x], dim=2))
+            return cached_conv(self, x, cache, last_tap=True)
+        return F.conv3d(x, self.weight[:, :, -1:], self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def _extend(self, x: Tensor, cache: FeatureCache | None) -> Tensor:
         """Left context in front of x: (B, C, T, H, W) -> (B, C, time_pad + T, H, W)."""
@@ -187,7 +221,7 @@ class ResidualBlock(nn.Module):
         self.conv_shortcut = CausalConv3d(in_dim, out_dim, 1) if in_dim != out_dim else nn.Identity()
 
     def forward(self, x: Tensor, cache: FeatureCache | None = None) -> Tensor:
-        h = self.conv_shortcut(x)
+        h = self.conv_shortcut(x, cache) if isinstance(self.conv_shortcut, CausalConv3d) else x
         x = self.conv1(x, cache, norm=self.norm1)
         if self.training and self.dropout.p > 0:
             x = self.conv2(self.dropout(self.norm2(x)), cache)
@@ -233,17 +267,21 @@ class Resample(nn.Module):
     def forward(self, x: Tensor, cache: FeatureCache | None = None) -> Tensor:
         if self.mode == "upsample3d":
             x = self._time_up(x, cache)
-        x = _per_frame(self._spatial, x)
+        x = _per_frame(lambda frames: self._spatial(frames, cache), x)
         if self.mode == "downsample3d":
             x = self._time_down(x, cache)
         return x
 
-    def _spatial(self, x: Tensor) -> Tensor:
+    def _spatial(self, x: Tensor, cache: FeatureCache | None) -> Tensor:
         """Per-frame spatial resampling: (N, C, H, W) -> (N, C', 2H, 2W) or (N, C', H/2, W/2)."""
+        if self.mode == "none":
+            return x
         if self.mode.startswith("upsample"):
-            # nearest at scale 2 is nearest-exact: every pixel repeated 2 x 2
-            return self.resample[1](F.interpolate(x, scale_factor=2.0, mode="nearest"))
-        return self.resample(x)
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")   # at scale 2 the same as nearest-exact
+        else:
+            x = self.resample[0](x)                                      # zero pad right and bottom
+        conv = self.resample[1]
+        return conv(x) if cache is None or torch.is_grad_enabled() else cached_conv(conv, x, cache)
 
     def _time_up(self, x: Tensor, cache: FeatureCache | None) -> Tensor:
         """(B, C, T, H, W) -> (B, C, 2T - 1, ...) at the video start, else (B, C, 2T, ...)."""
@@ -261,7 +299,7 @@ class Resample(nn.Module):
     def _time_down(self, x: Tensor, cache: FeatureCache | None) -> Tensor:
         """(B, C, 1 + 2k, ...) -> (B, C, 1 + k, ...) at the video start, else (B, C, 2k, ...) -> (B, C, k, ...)."""
         prev = cache.get(self) if cache is not None else None
-        if cache is not None:
+        if cache is not None and cache.keeps():
             cache.put(self, x[:, :, -1:].clone())
         if prev is None:
             if x.shape[2] == 1:

@@ -87,6 +87,10 @@ def test_bad_tensors_are_rejected_clearly():
         vae.encode(video(9, 8, 8), chunk_frames=6)
     with pytest.raises(ValueError, match="tile_size"):
         vae.decode(torch.zeros(1, 4, 1, 4, 4), tile_size=4)
+    with pytest.raises(ValueError, match="chunk_latents must be an integer >= 1"):
+        vae.decode_chunks(torch.zeros(1, 4, 2, 2, 2), chunk_latents=0)     # raised before iterating
+    with pytest.raises(ValueError, match="dtype=torch.int8 is not allowed"):
+        vae.decode(torch.zeros(1, 4, 1, 2, 2), dtype=torch.int8)
 
 
 # ---------------------------------------------------------------------------------------------
