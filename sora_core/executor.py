@@ -3,8 +3,8 @@
 What ComfyUI's ``execution.py`` does for the pack's classic nodes, minus the server: validate every
 node (known class, required inputs present, linked output types match the input types, widget values
 converted and within min/max / among the choices, ``VALIDATE_INPUTS``), then run the nodes needed by
-the output nodes in dependency order, each once, with a tqdm bar over the nodes. Errors name the node
-(id and class) and the input.
+the output nodes in dependency order, each once and inside ``torch.inference_mode()`` as ComfyUI
+does, with a tqdm bar over the nodes. Errors name the node (id and class) and the input.
 """
 
 from __future__ import annotations
@@ -185,6 +185,16 @@ def execution_order(checked: dict[str, _Checked], outputs: list[str], api: dict)
 # Execution
 # ---------------------------------------------------------------------------------------------
 
+def _inference_mode():
+    """``torch.inference_mode()`` when torch is importable (ComfyUI runs nodes inside it)."""
+    try:
+        import torch
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    return torch.inference_mode()
+
+
 def _hidden_inputs(cls: type, node_id: str, api: dict, extra_pnginfo: dict | None) -> dict:
     hidden = (cls.INPUT_TYPES().get("hidden") or {})
     source = {"PROMPT": api, "EXTRA_PNGINFO": extra_pnginfo, "UNIQUE_ID": node_id}
@@ -198,7 +208,8 @@ def _run_node(node_id: str, entry: dict, checked: _Checked, results: dict, api: 
         kwargs[name] = results[origin][slot]
     kwargs.update(_hidden_inputs(checked.cls, node_id, api, extra_pnginfo))
     obj = checked.cls()
-    out = getattr(obj, checked.cls.FUNCTION)(**kwargs)
+    with _inference_mode():                      # as ComfyUI's execution runs every node
+        out = getattr(obj, checked.cls.FUNCTION)(**kwargs)
     ui = None
     if isinstance(out, dict):
         ui, out = out.get("ui"), out.get("result", ())

@@ -69,9 +69,15 @@ def load_model(model_dir: str | Path | None = None, files: dict[str, Path | None
                dtype: str = "auto", device: torch.device | str = "cpu") -> LoadedModel:
     """The default model, a model folder, or the default with some components from files.
 
-    ``files``: {"dit" | "vae" | "text_encoder": path or None (= the default's)}.
+    ``files``: {"dit" | "vae" | "text_encoder": path or None (= the default's)}. Modules are built
+    outside inference mode even when called inside it (ComfyUI runs nodes in ``inference_mode``), so
+    their parameters stay ordinary tensors.
     """
-    device = torch.device(device)
+    with torch.inference_mode(False):
+        return _load_model(model_dir, files, dtype, torch.device(device))
+
+
+def _load_model(model_dir, files, dtype: str, device: torch.device) -> LoadedModel:
     files = {k: v for k, v in (files or {}).items() if v is not None}
     if model_dir:
         model, name = pipeline.SoraModel.load(model_dir, device), Path(model_dir).name
