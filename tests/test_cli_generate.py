@@ -1,0 +1,115 @@
+"""``sora generate`` end to end with a tiny random model saved to a temporary folder."""
+
+import argparse
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from sora_core.cli import CLIError
+from sora_core.cli import generate as cli
+from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
+from sora_core.dit import DiT
+from sora_core.geometry import GeometryError
+from sora_core.pipeline import GenerationDefaults, ModelMissingError, SoraModel
+from sora_core.text import ByteTextEncoder
+from sora_core.vae import VideoVAE
+from sora_core.video_io import read_video
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    dit = DiT(dit_preset("tiny"))
+    torch.nn.init.normal_(dit.proj_out.weight, std=0.2)
+    model = SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")), dit,
+                      ScheduleConfig(steps=2, cfg=2.0), GenerationDefaults(frames=5, height=16, width=16, fps=8.0))
+    folder = tmp_path_factory.mktemp("model")
+    model.save(folder)
+    return folder
+
+
+def sora_generate(*argv):
+    parser = argparse.ArgumentParser(prog="sora")
+    cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["generate", *map(str, argv)])
+    return args.func(args)
+
+
+def test_writes_video(tmp_path, model_dir, capsys):
+    out = tmp_path / "ball.mp4"
+    assert sora_generate("a red ball bouncing", "--out", out, "--model", model_dir, "--seed", 1,
+                         "--width", 24, "--height", 16, "--frames", 7, "--no-progress") == 0
+    frames, fps = read_video(out)
+    assert frames.shape == (7, 16, 24, 3) and fps == pytest.approx(8.0)
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_existing_file_is_kept(tmp_path, model_dir, capsys):
+    out = tmp_path / "clip.gif"
+    out.write_bytes(b"the user's file")
+    sora_generate("a ball", "--out", out, "--model", model_dir, "--seconds", 0.5, "--fps", 6, "--no-progress")
+    assert out.read_bytes() == b"the user's file"
+    (new,) = [p for p in tmp_path.iterdir() if p != out]
+    assert new.suffix == ".gif" and f"wrote {new}" in capsys.readouterr().out
+    frames, _ = read_video(new)
+    assert frames.shape[0] == 3                            # 0.5 s at 6 fps -> nearest valid count 3
+
+
+def test_image_and_expand(tmp_path, model_dir, capsys):
+    img = tmp_path / "first.png"
+    cv2.imwrite(str(img), np.full((20, 40, 3), 200, np.uint8))
+    out = tmp_path / "anim.webp"
+    sora_generate("a red ball", "--out", out, "--model", model_dir, "--image", img, "--expand", "--seed", 2,
+                  "--no-progress")
+    frames, _ = read_video(out)
+    assert frames.shape == (5, 12, 24, 3)                  # the image's 2:1 aspect at the default area
+    assert "expanded prompt: " in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Bad arguments must fail before any weights are loaded."""
+    def refuse(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+    monkeypatch.setattr(SoraModel, "load", classmethod(refuse))
+
+
+@pytest.mark.parametrize("extra,error,match", [
+    (["--frames", 4], GeometryError, "frames=4"),
+    (["--width", 18], GeometryError, "width=18"),
+    (["--image", "missing.png"], CLIError, "does not exist"),
+    (["--steps", 0], CLIError, "--steps=0"),
+    (["--sampler", "magic"], ValueError, "allowed: euler"),
+    (["--strength", 2], CLIError, r"\[0, 1\]"),
+])
+def test_bad_arguments_leave_nothing(tmp_path, model_dir, no_model_load, extra, error, match):
+    with pytest.raises(error, match=match):
+        sora_generate("a ball", "--out", tmp_path / "x.mp4", "--model", model_dir, *extra)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_outputs_and_model(tmp_path, model_dir, no_model_load):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CLIError, match="is a file, not a folder"):
+        sora_generate("a ball", "--out", blocker / "x.mp4", "--model", model_dir)
+    with pytest.raises(CLIError, match="allowed are .mp4"):
+        sora_generate("a ball", "--out", tmp_path / "x.avi", "--model", model_dir)
+    with pytest.raises(ModelMissingError, match="does not exist"):
+        sora_generate("a ball", "--out", tmp_path / "x.mp4", "--model", tmp_path / "nope")
+    with pytest.raises(SystemExit):
+        sora_generate("a ball", "--out", tmp_path / "x.mp4", "--frames", 5, "--seconds", 1)
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_failure_while_generating_leaves_no_file(tmp_path, model_dir, monkeypatch):
+    import sora_core.pipeline as pipeline
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(pipeline, "generate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sora_generate("a ball", "--out", tmp_path / "x.mp4", "--model", model_dir, "--no-progress")
+    assert list(tmp_path.iterdir()) == []
