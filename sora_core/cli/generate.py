@@ -193,6 +193,8 @@ def run(args) -> int:
     from ..pipeline import ModelSpec, SoraModel, default_model_dir, generate
     from ..video_io import frames_to_tensor, tensor_to_frames, write_video
 
+    _check_numbers(args)
+    _check_output(args.out)                     # user errors first, then the model's files
     source = Path(args.model) if args.model else default_model_dir()
     req = validate(args, ModelSpec.read(source))
     seed = secrets.randbelow(2 ** 31) if args.seed is None else args.seed
