@@ -14,6 +14,11 @@ Modules, one concept each:
     pipeline    ``generate(...)``: text -> noise grid -> sampling -> video
     world       the procedural world: scenes, renderer, captions, captioner, metrics
     train       native-size bucketed training of the default model
+    clips       clip utilities: stitch with overlap, trim, pick, resize, transition curves
+    outputs     numbered output names that never overwrite or leave the output folder
+    graph_ops   the operations behind the ComfyUI nodes (model handle, prompts, sampling, conditions)
+    workflow    loading the node pack as ComfyUI does, /object_info, UI -> API workflow conversion
+    executor    validating and running an API-format workflow headless
     cli         the ``sora`` command line
 
 Never imports ComfyUI.
