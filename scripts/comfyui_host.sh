@@ -11,7 +11,8 @@
 #
 # Environment: COMFY_DIR (default /work/comfyui), COMFY_PORT (8188), COMFY_TORCH (torch==2.14.1),
 # COMFY_TORCHVISION (torchvision==0.29.1). The server listens on 127.0.0.1 only and logs to
-# $COMFY_DIR/server.log; its pid is in $COMFY_DIR/server.pid. Afterwards:
+# $COMFY_DIR/server.log; its pid is in $COMFY_DIR/server.pid (server-PORT.* for another port, so
+# several servers can run side by side for `sora batch`). Afterwards:
 #   SORA_COMFYUI_URL=http://127.0.0.1:8188 python -m pytest -q tests/test_real_comfyui.py
 set -euo pipefail
 
@@ -21,8 +22,9 @@ COMFY_PORT="${COMFY_PORT:-8188}"
 COMFY_TORCH="${COMFY_TORCH:-torch==2.14.1}"
 COMFY_TORCHVISION="${COMFY_TORCHVISION:-torchvision==0.29.1}"
 PY="$COMFY_DIR/.venv/bin/python"
-LOG="$COMFY_DIR/server.log"
-PIDFILE="$COMFY_DIR/server.pid"
+SUFFIX="$([[ "$COMFY_PORT" == 8188 ]] || echo "-$COMFY_PORT")"   # a second server: COMFY_PORT=8189
+LOG="$COMFY_DIR/server$SUFFIX.log"
+PIDFILE="$COMFY_DIR/server$SUFFIX.pid"
 URL="http://127.0.0.1:$COMFY_PORT"
 
 die() { echo "comfyui_host: $*" >&2; exit 2; }
@@ -76,13 +78,16 @@ running() { [[ -f "$PIDFILE" ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 start() {
     running && { echo "already running (pid $(cat "$PIDFILE")) at $URL"; return; }
     [[ -x "$PY" ]] || die "no venv: run 'venv' first"
+    if curl -s -o /dev/null "$URL/" 2>/dev/null; then
+        die "another server already answers at $URL: choose another COMFY_PORT"
+    fi
     pushd "$COMFY_DIR" >/dev/null
     nohup "$PY" main.py --cpu --listen 127.0.0.1 --port "$COMFY_PORT" >"$LOG" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
     popd >/dev/null
     for _ in $(seq 1 180); do
-        if curl -sf "$URL/system_stats" >/dev/null 2>&1; then echo "ComfyUI up at $URL (pid $(cat "$PIDFILE"))"; check; return; fi
         running || { tail -n 40 "$LOG"; die "server exited during start-up (log: $LOG)"; }
+        if curl -sf "$URL/system_stats" >/dev/null 2>&1; then echo "ComfyUI up at $URL (pid $(cat "$PIDFILE"))"; check; return; fi
         sleep 1
     done
     die "server not answering at $URL after 180 s (log: $LOG)"
