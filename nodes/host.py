@@ -119,6 +119,15 @@ def input_path(name: str) -> Path:
     return path
 
 
+def metadata_enabled() -> bool:
+    """False when ComfyUI runs with --disable-metadata (workflows are then not embedded in outputs)."""
+    try:
+        from comfy.cli_args import args
+        return not getattr(args, "disable_metadata", False)
+    except ImportError:
+        return True
+
+
 def device():
     """The torch device ComfyUI chose (cpu with --cpu), or the CPU headless."""
     import torch

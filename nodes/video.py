@@ -6,6 +6,7 @@ are H.264 yuv420p (plays in every browser); the saved / previewed file is shown 
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import numpy as np
@@ -32,8 +33,21 @@ def image_to_frames(images: torch.Tensor) -> np.ndarray:
     return (images.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
 
 
-def write_clip(images: torch.Tensor, fps: float, folder, prefix: str, fmt: str, kind: str) -> dict:
-    """Write IMAGE frames as ``fmt`` into ``folder`` under a numbered name; return the node's ui dict."""
+def workflow_metadata(prompt: dict | None, extra_pnginfo: dict | None) -> dict[str, str] | None:
+    """ComfyUI's embedded metadata: the API prompt and the UI workflow as JSON text tags, so a saved
+    video dragged back onto the canvas restores its graph."""
+    if not host.metadata_enabled():
+        return None
+    tags = {k: json.dumps(v) for k, v in (extra_pnginfo or {}).items()}
+    if prompt is not None:
+        tags["prompt"] = json.dumps(prompt)
+    return tags or None
+
+
+def write_clip(images: torch.Tensor, fps: float, folder, prefix: str, fmt: str, kind: str,
+               metadata: dict[str, str] | None = None) -> dict:
+    """Write IMAGE frames as ``fmt`` into ``folder`` under a numbered name; return the node's ui dict.
+    ``metadata`` text tags go into mp4 files."""
     if fmt not in VIDEO_FORMATS:
         raise ValueError(f"format {fmt!r} is unknown; allowed: {', '.join(VIDEO_FORMATS)}")
     frames = image_to_frames(images)
@@ -42,7 +56,8 @@ def write_clip(images: torch.Tensor, fps: float, folder, prefix: str, fmt: str, 
         for frame in frames:
             written.append(video_io.write_image(outputs.numbered_output(folder, prefix, ".png"), frame))
     else:
-        written.append(video_io.write_video(outputs.numbered_output(folder, prefix, f".{fmt}"), frames, fps))
+        written.append(video_io.write_video(outputs.numbered_output(folder, prefix, f".{fmt}"), frames, fps,
+                                            metadata=metadata))
     entries = [outputs.ui_entry(p, folder, kind) for p in written]
     return {"images": entries, "animated": [fmt != "png"]}
 
@@ -97,7 +112,7 @@ class SoraSaveVideo:
     CATEGORY = CATEGORY
     DESCRIPTION = ("Save frames to ComfyUI's output folder as a browser-playable H.264 mp4 (or animated "
                    "webp / gif, or one png per frame). Existing files are never overwritten and the "
-                   "prefix cannot leave the output folder.")
+                   "prefix cannot leave the output folder; an mp4 carries the workflow that made it.")
     RETURN_TYPES = ()
     FUNCTION = "save"
     OUTPUT_NODE = True
@@ -111,10 +126,11 @@ class SoraSaveVideo:
                                            "tooltip": "File name prefix, may contain subfolders; a number is added."}),
             "format": (list(VIDEO_FORMATS), {"default": "mp4",
                                              "tooltip": "mp4 (H.264), animated webp, gif, or png frames."}),
-        }}
+        }, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
-    def save(self, images, fps, filename_prefix, format):
-        return {"ui": write_clip(images, fps, host.output_dir(), filename_prefix, format, "output")}
+    def save(self, images, fps, filename_prefix, format, prompt=None, extra_pnginfo=None):
+        meta = workflow_metadata(prompt, extra_pnginfo)
+        return {"ui": write_clip(images, fps, host.output_dir(), filename_prefix, format, "output", meta)}
 
 
 class SoraPreviewVideo:

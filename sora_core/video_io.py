@@ -158,9 +158,10 @@ def pad_to_even(frames: np.ndarray) -> np.ndarray:
 
 
 def _encode(tmp: Path, fmt: str, codec: str, pix_fmt: str, frames, rate, *,
-            options: dict, container_options: dict) -> None:
+            options: dict, container_options: dict, metadata: dict | None = None) -> None:
     """Encode an iterable of av.VideoFrame / uint8 (H, W, 3) arrays into ``tmp`` with PyAV."""
     with av.open(str(tmp), "w", format=fmt, options=container_options) as out:
+        out.metadata.update(metadata or {})
         stream = out.add_stream(codec, rate=rate)
         stream.pix_fmt = pix_fmt
         stream.options = options
@@ -204,7 +205,7 @@ def _gif_palette_frames(frames: np.ndarray, rate: fractions.Fraction) -> list:
 
 
 def write_video(path: str | os.PathLike, frames, fps: float = DEFAULT_FPS, *, overwrite: bool = False,
-                crf: int = 16, lossless: bool = False) -> Path:
+                crf: int = 16, lossless: bool = False, metadata: dict[str, str] | None = None) -> Path:
     """Write uint8 frames (T, H, W, 3) RGB to ``path`` and return the path actually written.
 
     Format by extension: ``.mp4`` = H.264 (libx264, yuv420p, faststart: plays in every browser; odd
@@ -212,7 +213,8 @@ def write_video(path: str | os.PathLike, frames, fps: float = DEFAULT_FPS, *, ov
     ``.webp`` = animated WebP (``lossless`` or quality 90), ``.gif`` = GIF with a palette made for
     the clip. All loop forever where the format can loop. The file is written to a temporary name
     and moved into place; an existing file is never replaced unless ``overwrite``: the video then
-    gets a new name from ``unique_path``.
+    gets a new name from ``unique_path``. ``metadata``: text tags stored in an mp4 (as ComfyUI stores
+    its "prompt" and "workflow" JSON); other formats ignore them.
     """
     path = Path(path)
     ext = _ext(path)
@@ -226,9 +228,10 @@ def write_video(path: str | os.PathLike, frames, fps: float = DEFAULT_FPS, *, ov
 
     def write(tmp: Path) -> None:
         if ext == ".mp4":
+            flags = "+faststart+use_metadata_tags" if metadata else "+faststart"
             _encode(tmp, "mp4", "libx264", "yuv420p", pad_to_even(frames), rate,
                     options={"crf": str(int(crf)), "preset": "medium"},
-                    container_options={"movflags": "+faststart"})
+                    container_options={"movflags": flags}, metadata=metadata)
         elif ext == ".webp":
             opts = {"lossless": "1"} if lossless else {"quality": "90"}
             _encode(tmp, "webp", "libwebp_anim", "yuv420p" if not lossless else "bgra", frames, rate,

@@ -47,6 +47,17 @@ def test_save_writes_numbered_mp4s_that_decode_and_never_overwrite(pack, folders
     assert not any(folders["temp"].iterdir())
 
 
+def test_saved_mp4_carries_the_workflow_and_prompt(pack, folders):
+    import av
+    import json
+    workflow_ui, prompt = {"nodes": [{"id": 1}], "links": []}, {"1": {"class_type": "X", "inputs": {}}}
+    ui = node(pack, "SoraSaveVideo").save(clip(3), 8.0, "meta", "mp4", prompt=prompt,
+                                          extra_pnginfo={"workflow": workflow_ui})["ui"]
+    with av.open(str(folders["output"] / ui["images"][0]["filename"])) as container:
+        tags = dict(container.metadata)
+    assert json.loads(tags["workflow"]) == workflow_ui and json.loads(tags["prompt"]) == prompt
+
+
 @pytest.mark.parametrize("prefix", ["../escape", "/abs/clip", "sora/../../x", ""])
 def test_save_refuses_prefixes_outside_the_output_folder(pack, folders, prefix):
     with pytest.raises(outputs.OutputPathError):
