@@ -329,13 +329,33 @@ def ui_to_api(workflow_ui: dict, object_info: dict) -> dict:
 # Files and overrides
 # ---------------------------------------------------------------------------------------------
 
+VIDEO_WITH_METADATA = (".mp4", ".mov", ".m4v", ".mkv", ".webm")
+
+
+def _embedded_workflow(path: Path) -> str:
+    """The workflow (else the prompt) JSON a saved video carries in its metadata tags."""
+    import av
+    try:
+        with av.open(str(path)) as container:
+            tags = dict(container.metadata)
+    except av.error.FFmpegError as e:
+        raise WorkflowError(f"{path} is not a readable video: {e}") from e
+    text = tags.get("workflow") or tags.get("prompt")
+    if not text:
+        raise WorkflowError(f"{path} carries no workflow (only videos saved by ComfyUI / Sora Save Video do)")
+    return text
+
+
 def read_workflow(path: str | Path) -> dict:
-    """Parse a workflow JSON file (UI or API format); errors name the file and the problem."""
+    """Parse a workflow JSON file (UI or API format), or the workflow embedded in a saved mp4;
+    errors name the file and the problem."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"workflow file {path} does not exist")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = (_embedded_workflow(path) if path.suffix.lower() in VIDEO_WITH_METADATA
+                else path.read_text(encoding="utf-8"))
+        data = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise WorkflowError(f"{path} is not valid JSON: {e}") from e
     if isinstance(data, dict) and is_api_format(data.get("prompt")):

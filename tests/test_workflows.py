@@ -110,6 +110,9 @@ def test_workflow_runs_headless_and_writes_decodable_video(path, tiny_model, tmp
         assert frames.ndim == 4 and frames.shape[-1] == 3 and frames.shape[0] >= 1 and fps > 0
     printed = capsys.readouterr().out
     assert all(str(f) in printed for f in files)
+    videos = [f for f in files if f.suffix == ".mp4"]
+    if videos:                                   # the saved video carries the graph that made it
+        assert workflow.read_workflow(videos[0]) == json.loads(path.read_text())
 
 
 def test_export_api_writes_the_api_format_and_never_overwrites(tmp_path, capsys):
