@@ -50,9 +50,6 @@ class FeatureCache:
         """Whether layers should store their last frames (not during the last chunk)."""
         return not self.final
 
-    def __len__(self) -> int:
-        return len(self._state)
-
     def weights(self, conv: nn.Module, dtype: torch.dtype, last_tap: bool = False) -> tuple[Tensor, Tensor | None]:
         """conv's weight and bias in ``dtype``, channels-last, made once per pass (inference only).
 
@@ -140,7 +137,8 @@ class CausalConv3d(nn.Conv3d):
                 zeros = x.new_zeros(x.shape[:2] + (self.time_pad - 1,) + x.shape[3:])
                 cache.put(self, torch.cat([zeros, x], dim=2))
             return cached_conv(self, x, cache, last_tap=True)
-        return F.conv3d(x, self.weight[:, :, -1:], self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return F.conv3d(x, self.weight[:, :, -1:], self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
 
     def _extend(self, x: Tensor, cache: FeatureCache | None) -> Tensor:
         """Left context in front of x: (B, C, T, H, W) -> (B, C, time_pad + T, H, W)."""

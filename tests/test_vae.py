@@ -274,7 +274,8 @@ def _original_wan_keys(cfg) -> list[str]:
         if i != n - 1:
             keys += resample(f"encoder.downsamples.{idx}", cfg.temporal_downsample[i])
             idx += 1
-    dims, idx, up = [cfg.base_dim * u for u in (cfg.dim_mult[-1], *cfg.dim_mult[::-1])], 0, cfg.temporal_downsample[::-1]
+    dims, idx = [cfg.base_dim * u for u in (cfg.dim_mult[-1], *cfg.dim_mult[::-1])], 0
+    up = cfg.temporal_downsample[::-1]
     for i in range(n):
         din = dims[i] // 2 if i > 0 else dims[i]
         for _ in range(cfg.num_res_blocks + 1):
@@ -301,9 +302,10 @@ def test_parity_with_diffusers_autoencoder_kl_wan():
 
     cfg = vae_preset("tiny4")
     torch.manual_seed(0)
-    ref = diffusers.AutoencoderKLWan(base_dim=cfg.base_dim, z_dim=cfg.z_dim, dim_mult=list(cfg.dim_mult),
-                                     num_res_blocks=cfg.num_res_blocks, temperal_downsample=list(cfg.temporal_downsample),
-                                     latents_mean=[0.0] * cfg.z_dim, latents_std=[1.0] * cfg.z_dim).eval()
+    ref = diffusers.AutoencoderKLWan(
+        base_dim=cfg.base_dim, z_dim=cfg.z_dim, dim_mult=list(cfg.dim_mult), num_res_blocks=cfg.num_res_blocks,
+        temperal_downsample=list(cfg.temporal_downsample), latents_mean=[0.0] * cfg.z_dim,
+        latents_std=[1.0] * cfg.z_dim).eval()
     ours = VideoVAE(cfg).eval()
     ours.load_state_dict(ref.state_dict(), strict=True)
     x = video(9, 16, 24)
