@@ -76,8 +76,9 @@ def _as_description(scene) -> SceneDescription:
 
 def object_phrase(obj: ObjectDescription, with_size: bool = True) -> str:
     """"a large red ball bouncing" (or without the size)."""
-    size = f"{obj.size} " if with_size else ""
-    return f"a {size}{obj.name} {V.MOTION_PHRASE[obj.motion]}"
+    words = f"{obj.size} {obj.name}" if with_size else obj.name
+    article = "an" if words[0] in "aeiou" else "a"
+    return f"{article} {words} {V.MOTION_PHRASE[obj.motion]}"
 
 
 def join_list(items: list[str]) -> str:

@@ -53,6 +53,7 @@ MOTION_WORDS = {
     "right": "right", "rightward": "right", "rightwards": "right",
     "up": "up", "upward": "up", "upwards": "up", "rising": "up", "rises": "up",
     "down": "down", "downward": "down", "downwards": "down", "sinking": "down", "sinks": "down",
+    "falling": "down", "falls": "down", "dropping": "down", "drops": "down",
     "bouncing": "bouncing", "bounces": "bouncing", "bounce": "bouncing", "bouncy": "bouncing",
     "static": "static", "still": "static", "stationary": "static", "resting": "static",
     "motionless": "static", "standing": "static",
