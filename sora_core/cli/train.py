@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export", default=None, metavar="DIR",
                    help="afterwards write the EMA weights as safetensors into DIR")
     p.add_argument("--overwrite", action="store_true", help="let --export replace existing weight files")
-    p.add_argument("--vae", default=None, help="dit stage: trained VAE weights (default: the preset's)")
+    p.add_argument("--vae", default=None,
+                   help="dit: the frozen VAE's weights; vae: start from these weights (default: the preset's)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
@@ -46,8 +47,6 @@ def _check(args) -> None:
             raise ValueError(f"--{name}={v} must be >= 1")
     if args.hours is not None and args.hours <= 0:
         raise ValueError(f"--hours={args.hours} must be > 0")
-    if args.vae is not None and args.stage != "dit":
-        raise ValueError("--vae only applies to the dit stage")
 
 
 def run(args) -> int:
@@ -63,7 +62,8 @@ def run(args) -> int:
     try:
         if args.stage == "vae":
             from ..train.vae_trainer import VAETrainer
-            trainer = VAETrainer(preset, args.out, env, resume=args.resume, progress=not args.no_progress)
+            trainer = VAETrainer(preset, args.out, env, resume=args.resume, progress=not args.no_progress,
+                                 init_path=args.vae)
         else:
             from ..train.dit_trainer import DiTTrainer
             trainer = DiTTrainer(preset, args.out, env, resume=args.resume, progress=not args.no_progress,

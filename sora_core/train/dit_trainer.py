@@ -10,7 +10,6 @@ descriptive ones and are dropped to the empty prompt for classifier-free guidanc
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from .common import autocast, step_generator, step_seed
 from .data import WorldClips
 from .latent_cache import LatentCache
 from .loop import StageTrainer
-from .vae_trainer import parse_bucket
+from .vae_trainer import encoder_id, parse_bucket, resolve_weights
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,14 +98,6 @@ class FlowModel(nn.Module):
         return self.dit(x_t, t, self.text_encoder(ids, mask), mask)
 
 
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
-def shipped_path(name: str) -> Path:
-    return Path(__file__).resolve().parents[1] / "default_model" / name
-
-
 # ---------------------------------------------------------------------------------------------
 # The stage
 # ---------------------------------------------------------------------------------------------
@@ -138,23 +129,17 @@ class DiTTrainer(StageTrainer):
         self.cache = LatentCache(self.run_dir / f"latent_cache.r{self.env.rank}.safetensors", self.vae_id)
 
     def _load_vae(self):
+        """The frozen VAE and an id of its latent space (encoder weights + statistics)."""
         from ..configs import vae_preset
         from ..vae import VideoVAE
         from ..weights import load_component
         path = self.vae_path or self.preset.vae_weights
-        if path == "shipped":
-            path = shipped_path("vae.safetensors")
         if path is None:
-            cfg = vae_preset(self.preset.vae)
-            vae = VideoVAE(cfg)
-            ident = f"fresh:{self.preset.vae}:{self.preset.seed}"
+            vae, cfg = VideoVAE(vae_preset(self.preset.vae)), vae_preset(self.preset.vae)
         else:
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"VAE weights {path} do not exist (train the VAE first or pass --vae)")
-            vae, cfg = load_component(str(path), kind="vae")
-            ident = f"file:{file_digest(Path(path))}"
+            vae, cfg = load_component(str(resolve_weights(path)), kind="vae")
         vae.requires_grad_(False)
-        return vae.eval().to(self.env.device), cfg, ident
+        return vae.eval().to(self.env.device), cfg, encoder_id(vae)
 
     def configs(self) -> dict:
         return {"dit": self.dit_cfg, "text_encoder": self.text_cfg}
@@ -174,8 +159,8 @@ class DiTTrainer(StageTrainer):
 
     def load_state(self, state: dict) -> None:
         if state.get("vae_id") != self.vae_id:
-            raise ValueError(f"the run was trained on VAE {state.get('vae_id')} but this VAE is {self.vae_id}; "
-                             f"resume with the same --vae file")
+            raise ValueError(f"the run was trained on the latent space of VAE encoder {state.get('vae_id')} but "
+                             f"this VAE's encoder is {self.vae_id}; resume with the same --vae file")
         super().load_state(state)
 
     # -- data -> latents ------------------------------------------------------------------------------
@@ -242,6 +227,18 @@ class DiTTrainer(StageTrainer):
         out["val_loss"] = sum(out.values()) / len(out)
         return out
 
+    def sampling_metadata(self) -> dict[str, str]:
+        """The pipeline's default schedule and output size, stored in the DiT file: trained with
+        condition masks (per-frame timesteps), default clip = the eval bucket at the preset's fps."""
+        import json
+
+        from ..configs import ScheduleConfig, to_json
+        from ..pipeline import DEFAULTS_KEY, SCHEDULE_KEY
+        b = parse_bucket(self.preset.eval_bucket)
+        defaults = {"frames": b.frames, "height": b.height, "width": b.width, "fps": self.preset.fps}
+        return {SCHEDULE_KEY: to_json(ScheduleConfig(**self.preset.schedule)), DEFAULTS_KEY: json.dumps(defaults),
+                "sora.condition_mode": "timestep" if len(self.preset.condition_probs) > 1 else "replace"}
+
     def export(self, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
         """EMA weights -> ``out_dir/dit.safetensors`` and ``out_dir/text_encoder.safetensors``."""
         from ..weights import save_component
@@ -254,6 +251,6 @@ class DiTTrainer(StageTrainer):
         out_dir.mkdir(parents=True, exist_ok=True)
         meta = {"train_stage": "dit", "train_preset": self.preset.name, "train_steps": str(self.step),
                 "vae_id": self.vae_id}
-        save_component(paths[0], ema.dit, self.dit_cfg, metadata=meta)
+        save_component(paths[0], ema.dit, self.dit_cfg, metadata={**meta, **self.sampling_metadata()})
         save_component(paths[1], ema.text_encoder, self.text_cfg, metadata=meta)
         return paths

@@ -52,6 +52,8 @@ class VAETrainPreset:
     kl_weight: float = 1e-6
     ssim_weight: float = 0.2
     crop: int | None = None                  # train on random crop x crop windows of the clips
+    init_weights: str | None = None          # start from a trained VAE file ("shipped" = the default model's)
+    train_encoder: bool = True               # False: decoder-only fine-tuning (the latent space stays fixed)
     fps: float = 8.0
     seed: int = 0
     eval_bucket: str = "64x64x17"           # HxWxT of the held-out PSNR clips
@@ -70,7 +72,7 @@ class DiTTrainPreset:
     buckets: dict
     optim: OptimConfig
     loop: LoopConfig
-    vae_weights: str | None = None           # a trained VAE (safetensors); None = fresh (tests only)
+    vae_weights: str | None = None           # a trained VAE file ("shipped" = the default model's); None = fresh
     caption_dropout: float = 0.1             # empty prompt, for classifier-free guidance
     long_caption_prob: float = 0.5           # descriptive vs short captions
     condition_probs: dict = field(default_factory=lambda: {"none": 1.0})
@@ -80,8 +82,9 @@ class DiTTrainPreset:
     pool_size: int | None = None             # scenes per bucket whose latents are cached (None = fresh)
     fps: float = 8.0
     seed: int = 0
-    eval_bucket: str = "64x64x17"
+    eval_bucket: str = "64x64x17"           # also the exported default clip size
     eval_clips: int = 16
+    schedule: dict = field(default_factory=lambda: {"shift": 3.0, "steps": 20, "cfg": 5.0, "sampler": "euler"})
     kind = "dit"
 
     def __post_init__(self):
@@ -126,6 +129,12 @@ _VAE_PRESETS = {
         name="default", vae="default", buckets=_DEFAULT_VAE_BUCKETS, crop=32,
         optim=OptimConfig(lr=5e-4, warmup=200, min_lr_ratio=0.05, ema_decay=0.998, weight_decay=0.0),
         loop=LoopConfig(steps=4000, log_every=10, eval_every=250, ckpt_every=100)),
+    # decoder-only fine-tuning of a trained VAE: sharper reconstructions, same latents for the DiT
+    "default-decoder": lambda: VAETrainPreset(
+        name="default-decoder", vae="default", buckets=_DEFAULT_VAE_BUCKETS, crop=32, init_weights="shipped",
+        train_encoder=False, kl_weight=0.0,
+        optim=OptimConfig(lr=2e-4, warmup=100, min_lr_ratio=0.05, ema_decay=0.998, weight_decay=0.0),
+        loop=LoopConfig(steps=4000, log_every=10, eval_every=250, ckpt_every=100)),
 }
 
 _DIT_PRESETS = {
@@ -136,7 +145,7 @@ _DIT_PRESETS = {
         condition_probs=dict(_DEFAULT_CONDITIONS), eval_bucket="16x16x5", eval_clips=2),
     "default": lambda: DiTTrainPreset(
         name="default", dit="default", text_encoder="default", vae="default", buckets=_DEFAULT_DIT_BUCKETS,
-        vae_weights="sora_core/default_model/vae.safetensors",
+        vae_weights="shipped",
         optim=OptimConfig(lr=4e-4, warmup=500, min_lr_ratio=0.05, ema_decay=0.999),
         loop=LoopConfig(steps=12000, log_every=20, eval_every=500, ckpt_every=200),
         condition_probs=dict(_DEFAULT_CONDITIONS), pool_size=4096),

@@ -7,6 +7,7 @@ held-out clips go into the config, so the shipped VAE yields normalised latents.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 
@@ -92,15 +93,27 @@ class VAETrainer(StageTrainer):
     stage = "vae"
     plot_keys = ("loss", "l1", "kl")
 
+    def __init__(self, preset, run_dir, env=None, resume=False, progress=True, init_path: str | None = None):
+        self.init_path = init_path
+        super().__init__(preset, run_dir, env, resume, progress)
+
     def build(self) -> None:
-        from ..configs import vae_preset
+        from ..configs import replace, vae_preset
         from ..vae import VideoVAE
         p = self.preset
-        self.cfg = vae_preset(p.vae)
-        if self.cfg.latents_mean or self.cfg.latents_std:
-            from ..configs import replace
-            self.cfg = replace(self.cfg, latents_mean=(), latents_std=())
-        self.module = VideoVAE(self.cfg)
+        path = self.init_path or p.init_weights
+        if path:                       # continue from trained weights (keeping their latent statistics)
+            from ..weights import load_component
+            self.module, self.cfg = load_component(str(resolve_weights(path)), kind="vae")
+        else:
+            self.cfg = replace(vae_preset(p.vae), latents_mean=(), latents_std=())
+            self.module = VideoVAE(self.cfg)
+        if not p.train_encoder:
+            if not self.cfg.latents_std:
+                raise ValueError("decoder-only training needs a trained VAE with latent statistics: pass --vae "
+                                 "an exported vae.safetensors")
+            for m in (self.module.encoder, self.module.quant_conv):
+                m.requires_grad_(False)
         self.buckets = BucketTable.from_dict(p.buckets)
         self.buckets.validate(self.cfg.temporal_factor, self.cfg.spatial_factor)
         if p.crop is not None and (p.crop < 1 or p.crop % self.cfg.spatial_factor):
@@ -136,24 +149,46 @@ class VAETrainer(StageTrainer):
         return {"psnr": psnr(recon, x), "ssim_eval": float(ssim_frames(recon.clamp(-1, 1), x))}
 
     def export(self, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
-        """EMA VAE with per-channel latent statistics -> ``out_dir/vae.safetensors``."""
+        """EMA VAE with per-channel latent statistics -> ``out_dir/vae.safetensors``.
+
+        The statistics are measured here when the encoder was trained, else kept from the init file.
+        """
         from ..configs import replace
         from ..vae import VideoVAE
         from ..weights import save_component
         out = Path(out_dir) / "vae.safetensors"
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-        ema = self.ema_module()
-        stats_bucket = parse_bucket(self.preset.eval_bucket)
-        clips = WorldClips(self.buckets, self.preset.seed + 1, self.preset.fps).eval_batch(
-            self.preset.stats_clips, stats_bucket).video.to(self.env.device)
-        mean, std = latent_stats(ema, clips)
-        cfg = replace(self.cfg, latents_mean=mean, latents_std=std)
+        ema, cfg = self.ema_module(), self.cfg
+        if self.preset.train_encoder:
+            clips = WorldClips(self.buckets, self.preset.seed + 1, self.preset.fps).eval_batch(
+                self.preset.stats_clips, parse_bucket(self.preset.eval_bucket)).video.to(self.env.device)
+            mean, std = latent_stats(ema, clips)
+            cfg = replace(self.cfg, latents_mean=mean, latents_std=std)
         vae = VideoVAE(cfg)
         vae.load_state_dict(ema.state_dict())         # the statistics live in the config, not the weights
         x = self.eval_clips()
         meta = {"train_stage": "vae", "train_preset": self.preset.name, "train_steps": str(self.step),
-                "eval_psnr": f"{psnr(reconstruct(vae.eval(), x), x):.2f}"}
+                "eval_psnr": f"{psnr(reconstruct(vae.eval(), x), x):.2f}", "encoder_id": encoder_id(vae)}
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         save_component(out, vae, cfg, metadata=meta)
         return [out]
+
+
+def encoder_id(vae: nn.Module) -> str:
+    """A digest of what fixes the latent space: encoder + quant_conv weights and latent statistics."""
+    h = hashlib.sha256()
+    for name, t in sorted(vae.state_dict().items()):
+        if name.startswith(("encoder.", "quant_conv.")):
+            h.update(name.encode())
+            h.update(t.detach().float().cpu().numpy().tobytes())
+    h.update(repr((vae.cfg.latents_mean, vae.cfg.latents_std)).encode())
+    return h.hexdigest()[:16]
+
+
+def resolve_weights(path: str | Path) -> Path:
+    """A weights path; ``"shipped"`` = the shipped default model's VAE."""
+    path = Path(__file__).resolve().parents[1] / "default_model" / "vae.safetensors" if path == "shipped" else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"VAE weights {path} do not exist (train the VAE first or pass --vae)")
+    return path

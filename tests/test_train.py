@@ -1,0 +1,248 @@
+"""Training: buckets, deterministic data, flow-matching pieces, checkpoints, exact resume per stage on
+the tiny preset, export, the command line and a 2-process torchrun run on CPU."""
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sora_core.geometry import GeometryError
+from sora_core.train.buckets import BucketTable
+from sora_core.train.common import EMA, load_checkpoint, lr_at, save_checkpoint
+from sora_core.train.data import WorldClips
+from sora_core.train.dit_trainer import DiTTrainer, condition_mask, condition_masks, flow_pair, masked_mse, sample_t
+from sora_core.train.loop import CHECKPOINT
+from sora_core.train.presets import train_preset
+from sora_core.train.vae_trainer import VAETrainer, encoder_id
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Training steps are many small ops: on a busy 2-core machine one thread avoids OpenMP stalls."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------------------------
+# Buckets and data
+# ---------------------------------------------------------------------------------------------
+
+def test_bucket_table_shares_and_validation():
+    table = BucketTable.from_dict({"64x64": {1: (0.2, 8), 17: (0.8, 2)}, "48x80": {9: (1.0, 4)}})
+    assert [b.name for b in table] == ["64x64x1", "64x64x17", "48x80x9"]
+    assert [b.aspect for b in table] == ["square", "square", "wide"]
+    rng = np.random.default_rng(0)
+    counts = {b.name: 0 for b in table}
+    for _ in range(4000):
+        counts[table.pick(rng).name] += 1
+    assert abs(counts["64x64x1"] / 4000 - 0.1) < 0.03 and abs(counts["48x80x9"] / 4000 - 0.5) < 0.03
+    rows = table.describe(ft=4, fs=4, patch=(1, 2, 2))
+    assert rows[1]["tokens"] == 5 * 8 * 8 and rows[1]["batch_tokens"] == 2 * 320
+    table.validate(4, 4, (1, 2, 2))
+    with pytest.raises(GeometryError, match="64x64x16"):
+        BucketTable.from_dict({"64x64": {16: (1.0, 2)}}).validate(4, 4)
+    with pytest.raises(ValueError, match="keep_prob"):
+        BucketTable.from_dict({"64x64": {1: (0.0, 2)}})
+    with pytest.raises(ValueError, match="HxW"):
+        BucketTable.from_dict({"64-64": {1: (1.0, 2)}})
+
+
+def test_world_clips_are_a_function_of_the_step():
+    table = BucketTable.from_dict(train_preset("dit", "tiny").buckets)
+    r0 = WorldClips(table, seed=3, rank=0, world_size=2)
+    r1 = WorldClips(table, seed=3, rank=1, world_size=2)
+    a, b = r0.batch_at(5), r0.batch_at(5)
+    assert torch.equal(a.video, b.video) and a.captions == b.captions
+    assert a.video.shape == (a.bucket.batch_size, 3, a.bucket.frames, a.bucket.height, a.bucket.width)
+    assert a.video.min() >= -1 and a.video.max() <= 1
+    other = r1.batch_at(5)
+    assert other.bucket == a.bucket and other.scene_seeds != a.scene_seeds      # same bucket, other scenes
+    assert len({r0.batch_at(s).scene_seeds[0] for s in range(6)}) == 6
+    pooled = WorldClips(table, seed=3, pool_size=60)
+    assert pooled.pool_sizes == [16, 30, 16]                  # by expected draws, at least 16 each
+    keys = [k for s in range(40) for k in pooled.batch_at(s, render_video=False).keys]
+    assert all(0 <= j < pooled.pool_sizes[b] for b, j in keys) and len(set(keys)) < len(keys)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flow matching and condition masks
+# ---------------------------------------------------------------------------------------------
+
+def test_condition_masks_leave_frames_free():
+    rng = np.random.default_rng(0)
+    assert condition_mask("first", 5, rng).tolist() == [True, False, False, False, False]
+    assert condition_mask("last", 5, rng).tolist() == [False, False, False, False, True]
+    assert condition_mask("first_last", 5, rng).tolist() == [True, False, False, False, True]
+    for _ in range(50):
+        lead = condition_mask("lead_span", 5, rng)
+        k = int(lead.sum())
+        assert 1 <= k <= 4 and lead[:k].all()
+        trail = condition_mask("trail_span", 5, rng)
+        assert trail[-1] and not trail.all()
+        assert not condition_mask("random", 3, rng).all()
+    for kind in ("first", "first_last", "random", "lead_span"):
+        assert not condition_mask(kind, 1, rng).any()          # images are never conditioned
+    masks, kinds = condition_masks({"none": 0.5, "first": 0.5}, 400, 3, rng)
+    assert masks.shape == (400, 3) and 150 < kinds.count("first") < 250
+    assert all(bool(m[0]) == (k == "first") for m, k in zip(masks, kinds))
+
+
+def test_flow_pair_and_masked_loss():
+    g = torch.Generator().manual_seed(0)
+    t = sample_t(2000, g)
+    assert 0 < t.min() and t.max() < 1 and abs(float(t.mean()) - 0.5) < 0.03
+    assert float(sample_t(2000, g, shift=3.0).mean()) > 0.6          # the shift moves t towards noise
+    x0, noise = torch.randn(2, 4, 3, 2, 2, generator=g), torch.randn(2, 4, 3, 2, 2, generator=g)
+    tf = torch.tensor([[0.0, 0.5, 1.0], [0.0, 0.0, 0.25]])
+    xt, v = flow_pair(x0, noise, tf)
+    assert torch.equal(xt[:, :, 0], x0[:, :, 0]) and torch.allclose(xt[0, :, 2], noise[0, :, 2])
+    assert torch.allclose(v, noise - x0)
+    free = tf > 0
+    wrong_on_given = v.clone()
+    wrong_on_given[:, :, 0] += 100.0                   # errors on given frames carry no loss
+    assert float(masked_mse(wrong_on_given, v, free)) == 0.0
+    assert float(masked_mse(v + 1.0, v, free)) == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Common pieces
+# ---------------------------------------------------------------------------------------------
+
+def test_checkpoint_round_trip_is_exact_and_atomic(tmp_path):
+    state = {"step": 7, "opt": {"state": {0: {"exp_avg": torch.randn(3, dtype=torch.bfloat16)}},
+                                "param_groups": [{"betas": (0.9, 0.99), "params": [0, 1], "foreach": None}]},
+             "name": "x", "wall": 1.5}
+    path = tmp_path / "ck.safetensors"
+    save_checkpoint(path, state)
+    back = load_checkpoint(path)
+    assert back["step"] == 7 and back["name"] == "x" and back["opt"]["param_groups"][0]["betas"] == (0.9, 0.99)
+    assert torch.equal(back["opt"]["state"][0]["exp_avg"], state["opt"]["state"][0]["exp_avg"])
+    assert os.listdir(tmp_path) == ["ck.safetensors"]
+    (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception):
+        load_checkpoint(tmp_path / "bad.safetensors")
+
+
+def test_lr_warmup_cosine_and_ema():
+    lrs = [lr_at(s, 1.0, 10, 100, 0.1) for s in range(101)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[100] == pytest.approx(0.1)
+    m = torch.nn.Linear(2, 2)
+    ema = EMA(m, decay=0.5)
+    with torch.no_grad():
+        m.weight.add_(1.0)
+    before = ema.shadow["weight"].clone()
+    ema.update(m)
+    assert torch.all(ema.shadow["weight"] > before) and torch.all(ema.shadow["weight"] < m.weight)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages: smoke run, resume, export
+# ---------------------------------------------------------------------------------------------
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("stage", ["vae", "dit"])
+def test_stage_resume_continues_exactly(tmp_path, stage):
+    cls = VAETrainer if stage == "vae" else DiTTrainer
+    preset = train_preset(stage, "tiny")
+    if stage == "dit":
+        preset = dataclasses.replace(preset, pool_size=3)            # exercise the latent cache too
+    straight = cls(preset, tmp_path / "a", progress=False)
+    straight.fit(steps=4)
+    losses = [r["loss"] for r in _log(tmp_path / "a") if "loss" in r]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
+    assert (tmp_path / "a" / "loss.png").is_file()
+
+    first = cls(preset, tmp_path / "b", progress=False)
+    first.fit(steps=4, until=2)
+    saved = load_checkpoint(tmp_path / "b" / CHECKPOINT)
+    assert saved["step"] == 2
+    resumed = cls(preset, tmp_path / "b", resume=True, progress=False)
+    assert resumed.step == 2 and _states_equal(resumed.module.state_dict(), saved["model"])
+    assert _states_equal(resumed.ema.shadow, saved["ema"]["shadow"])
+    resumed.fit(steps=4)
+    assert _states_equal(resumed.module.state_dict(), straight.module.state_dict())
+    assert _states_equal(resumed.ema.shadow, straight.ema.shadow)
+    assert [r["loss"] for r in _log(tmp_path / "b") if "loss" in r] == losses
+
+    with pytest.raises(FileExistsError, match="--resume"):
+        cls(preset, tmp_path / "a", progress=False)
+
+
+def test_exported_weights_load(tmp_path):
+    from sora_core.weights import load_component
+    vae_run = VAETrainer(train_preset("vae", "tiny"), tmp_path / "vae", progress=False)
+    vae_run.fit(steps=2)
+    (vae_path,) = vae_run.export(tmp_path / "model")
+    vae, cfg = load_component(vae_path, kind="vae")
+    assert len(cfg.latents_mean) == cfg.z_dim and all(s > 0 for s in cfg.latents_std)
+    # decoder-only fine-tuning keeps the latent space (encoder and statistics) and changes the decoder
+    dec_preset = dataclasses.replace(train_preset("vae", "tiny"), train_encoder=False, kl_weight=0.0)
+    dec_run = VAETrainer(dec_preset, tmp_path / "dec", progress=False, init_path=str(vae_path))
+    dec_run.fit(steps=2)
+    (dec_path,) = dec_run.export(tmp_path / "dec_model")
+    tuned, tuned_cfg = load_component(dec_path, kind="vae")
+    assert encoder_id(tuned) == encoder_id(vae) and tuned_cfg.latents_std == cfg.latents_std
+    assert not torch.equal(tuned.decoder.conv_out.weight, vae.decoder.conv_out.weight)
+    dit_run = DiTTrainer(train_preset("dit", "tiny"), tmp_path / "dit", progress=False, vae_path=str(vae_path))
+    dit_run.fit(steps=2)
+    paths = dit_run.export(tmp_path / "model")
+    dit, _ = load_component(paths[0], kind="dit")
+    text, _ = load_component(paths[1], kind="text_encoder")
+    ema = dit_run.ema_module()
+    assert _states_equal(dit.state_dict(), ema.dit.state_dict())
+    assert _states_equal(text.state_dict(), ema.text_encoder.state_dict())
+    with pytest.raises(FileExistsError):
+        dit_run.export(tmp_path / "model")
+    # the unconditional (empty) prompt gives finite embeddings
+    emb = text.eval()(*text.tokenize([""]))
+    assert torch.isfinite(emb).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line and torchrun
+# ---------------------------------------------------------------------------------------------
+
+def _run(args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=240, **kw)
+
+
+def test_cli_errors(tmp_path):
+    from sora_core.cli.train import main
+    assert main(["vae", "--preset", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert main(["vae", "--preset", "tiny", "--out", str(tmp_path / "x"), "--steps", "0"]) == 2
+    assert main(["vae", "--preset", "tiny", "--out", str(tmp_path / "x"), "--resume"]) == 2
+    assert not (tmp_path / "x" / CHECKPOINT).exists()
+
+
+def test_torchrun_two_processes(tmp_path):
+    out = tmp_path / "ddp"
+    r = _run(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+              "-m", "sora_core.cli.train", "dit", "--preset", "tiny", "--out", str(out), "--steps", "3",
+              "--no-progress", "--threads", "1", "--export", str(tmp_path / "model")])
+    assert r.returncode == 0, r.stderr[-3000:]
+    state = load_checkpoint(out / CHECKPOINT)
+    assert state["step"] == 3
+    losses = [r["loss"] for r in _log(out) if "loss" in r]
+    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
+    assert json.loads((out / "run.json").read_text())["world_size"] == 2
+    assert (tmp_path / "model" / "dit.safetensors").is_file()
