@@ -57,17 +57,44 @@ def timestep_sinusoid(t: torch.Tensor, dim: int, scale: float = 1000.0) -> torch
 
 
 class Linear(nn.Linear):
-    """nn.Linear that adds its bias as a separate in-place step: on CPU a bf16 GEMM with a fused
-    bias (addmm) runs several times slower than the GEMM alone plus one add."""
+    """nn.Linear (same parameters) computed by ``linear``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return linear(x, self.weight, self.bias)
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """Functional form of ``Linear.forward``: x (..., in) -> (..., out)."""
-    y = F.linear(x, weight)
-    return y.add_(bias.to(y.dtype))   # same dtype: a mixed-dtype in-place add is ~10x slower
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, gelu: bool = False) -> torch.Tensor:
+    """x (..., in) -> (..., out), optionally followed by ``gelu_tanh``.
+
+    On the CPU a bf16 GEMM with a fused bias (addmm) runs several times slower than the GEMM alone
+    plus one add, so in reduced precision the bias is added separately; in bf16 inference oneDNN's
+    linear with the bias (and GELU) fused into the GEMM is faster still."""
+    if _onednn_inference(x):
+        dt = torch.bfloat16
+        return torch.ops.mkldnn._linear_pointwise(x.to(dt), weight.to(dt), bias.to(dt),
+                                                  "gelu" if gelu else "none", [], "none")
+    if x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type):
+        y = F.linear(x, weight, bias)
+    else:
+        y = F.linear(x, weight)
+        y = y.add_(bias.to(y.dtype))   # same dtype: a mixed-dtype in-place add is ~10x slower
+    return gelu_tanh(y) if gelu else y
+
+
+def _onednn_inference(x: torch.Tensor) -> bool:
+    bf16 = x.dtype == torch.bfloat16 or (torch.is_autocast_enabled("cpu")
+                                         and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+    return (bf16 and x.device.type == "cpu" and not torch.is_grad_enabled()
+            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GELU with the tanh approximation (Wan's activation). In bf16/fp16 it is evaluated as the exact
+    (erf) GELU: the two differ by < 5e-4 everywhere, below half a bf16 step for |y| > 0.25, and
+    torch's CPU kernel for the erf form is ~4x faster than the tanh one in bf16."""
+    if x.dtype in (torch.bfloat16, torch.float16):
+        return F.gelu(x)
+    return F.gelu(x, approximate="tanh")
 
 
 class _MLP(nn.Module):
@@ -130,10 +157,27 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
 # Attention and feed-forward
 # ---------------------------------------------------------------------------------------------
 
+class _InvRMS(torch.autograd.Function):
+    """(..., D) -> (..., 1) float32 1 / sqrt(mean(x^2) + eps): one pass each way (the autograd of
+    ``vector_norm`` takes four float32 passes backward)."""
+
+    @staticmethod
+    def forward(ctx, x, eps):
+        acc = torch.promote_types(x.dtype, torch.float32)
+        ms = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=acc).square_() / x.shape[-1]
+        inv = torch.rsqrt(ms + eps)
+        ctx.save_for_backward(x, inv)
+        return inv
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, inv = ctx.saved_tensors                      # d inv / dx = -inv^3 x / D
+        return x * (grad * inv.pow(3) / -x.shape[-1]).to(x.dtype), None
+
+
 def _inv_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """(..., D) -> (..., 1) float32 1 / sqrt(mean(x^2) + eps), accumulated in float32 in one pass."""
-    ms = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32).square() / x.shape[-1]
-    return torch.rsqrt(ms + eps)
+    """(..., D) -> (..., 1) float32 inverse root mean square, accumulated in float32."""
+    return _InvRMS.apply(x, eps)
 
 
 class Attention(nn.Module):
@@ -184,22 +228,13 @@ class Attention(nn.Module):
         return self._attend(q, k, v, mask)
 
 
-def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    """GELU with the tanh approximation (Wan's activation). In bf16/fp16 it is evaluated as the exact
-    (erf) GELU: the two differ by < 5e-4 everywhere, below half a bf16 step for |y| > 0.25, and
-    torch's CPU kernel for the erf form is ~4x faster than the tanh one in bf16."""
-    if x.dtype in (torch.bfloat16, torch.float16):
-        return F.gelu(x)
-    return F.gelu(x, approximate="tanh")
-
-
 class _GeluProj(nn.Module):
     def __init__(self, d_in: int, d_out: int):
         super().__init__()
         self.proj = Linear(d_in, d_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gelu_tanh(self.proj(x))
+        return linear(x, self.proj.weight, self.proj.bias, gelu=True)
 
 
 class FeedForward(nn.Module):

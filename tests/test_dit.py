@@ -83,7 +83,8 @@ def test_gradient_reaches_every_parameter():
 
 
 def test_bf16_paths_track_float32():
-    """bf16 autocast (fast GELU, math attention in training, split bias) stays close to float32."""
+    """bf16 autocast (erf GELU, math attention in training, split bias adds, fused inference linears)
+    stays close to float32."""
     model = make_model().train()
     x, t, ctx, mask = inputs(model.cfg, (2, 4, 6))
     ref = model(x, t, ctx, mask)
@@ -96,6 +97,9 @@ def test_bf16_paths_track_float32():
     assert (out - ref).norm() / ref.norm() < 0.03
     for n, p in model.named_parameters():
         assert (p.grad - ref_grads[n]).norm() <= 0.1 * ref_grads[n].norm() + 1e-6, n
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):   # inference: fused oneDNN linears
+        inf = model(x, t, ctx, mask)
+    assert (inf - ref).norm() / ref.norm() < 0.03
 
 
 def test_bad_inputs_are_named(model):
@@ -140,3 +144,9 @@ def test_matches_diffusers_wan_transformer():
         per_token = tf.repeat_interleave(2 * 3, dim=1) * 1000                     # (B, T*H'*W')
         torch.testing.assert_close(ours(x, tf, ctx), ref(x, per_token, ctx, return_dict=False)[0],
                                    atol=1e-4, rtol=1e-4)
+
+
+def test_inverse_rms_gradient():
+    from sora_core.dit import _inv_rms
+    x = torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: _inv_rms(x, 1e-6), (x,))
