@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Callable
 
 import websocket
+
+from .files import write_bytes
 
 # ======================================================================================== errors
 
@@ -322,23 +323,9 @@ class ComfyClient:
 
 
 def write_new(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` or the first free ``stem_NNNNN.ext`` beside it, atomically: the
-    bytes go to a temp file that is hard-linked to the final name (fails if it exists), so a
-    concurrent writer or an existing file is never overwritten."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".download-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        for n in range(0, 10 ** 5):
-            cand = path if n == 0 else path.with_name(f"{path.stem}_{n:05d}{path.suffix}")
-            try:
-                os.link(tmp, cand)
-                return cand
-            except FileExistsError:
-                continue
-        raise FileExistsError(f"no free name left next to {path}")
-    finally:
-        os.unlink(tmp)
+    """Write ``data`` to ``path`` or the first free ``stem_NNNNN.ext`` beside it, atomically, never
+    overwriting an existing file (see ``files.atomic_write``)."""
+    return write_bytes(path, data, overwrite=False)
 
 
 class _Follow:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fractions
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import av
@@ -18,6 +17,8 @@ import cv2
 import numpy as np
 import torch
 from einops import rearrange
+
+from .files import atomic_write, unique_path  # noqa: F401  (unique_path is part of this module's API)
 
 # ---------------------------------------------------------------------------------------------
 # Pixel conventions
@@ -67,28 +68,6 @@ def _ext(path: Path) -> str:
 # Output paths: never overwrite, write atomically
 # ---------------------------------------------------------------------------------------------
 
-_NUMBERED = re.compile(r"^(?P<base>.*)_(?P<num>\d{5})$")
-
-
-def unique_path(path: str | os.PathLike) -> Path:
-    """``path`` if nothing exists there, else the first free ``name_00001.ext``, ``name_00002.ext``...
-
-    Works for files and folders. A name already ending in ``_NNNNN`` continues from that number.
-    """
-    path = Path(path)
-    if not path.exists():
-        return path
-    suffix = "".join(path.suffixes[-1:]) if path.suffix else ""
-    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    m = _NUMBERED.match(stem)
-    base, start = (m["base"], int(m["num"]) + 1) if m else (stem, 1)
-    for n in range(start, 10 ** 6):
-        cand = path.with_name(f"{base}_{n:05d}{suffix}")
-        if not cand.exists():
-            return cand
-    raise FileExistsError(f"no free numbered name left next to {path}")
-
-
 def _check_folder(path: Path) -> None:
     """Create the output folder if needed; raise a clear error if it cannot hold a new file."""
     folder = path.parent
@@ -103,25 +82,9 @@ def _check_folder(path: Path) -> None:
 
 
 def _atomic_write(path: Path, overwrite: bool, write_fn) -> Path:
-    """Call ``write_fn(tmp_path)`` on a temporary file next to ``path``, then move it into place.
-
-    Without ``overwrite`` an existing ``path`` is kept and the file gets a new ``unique_path`` name.
-    A failed write leaves nothing behind.
-    """
+    """``files.atomic_write`` after checking the folder can hold a new file."""
     _check_folder(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    except OSError as e:
-        raise PermissionError(f"cannot write into the folder {path.parent}: {e.strerror or e}") from None
-    os.close(fd)
-    try:
-        write_fn(Path(tmp))
-        final = path if overwrite else unique_path(path)
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return final
+    return atomic_write(path, write_fn, overwrite=overwrite)
 
 
 def _check_frames(frames, name: str = "frames") -> np.ndarray:

@@ -14,7 +14,6 @@ import importlib
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -23,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .configs import ConfigError, from_json, to_json
+from .files import atomic_write
 
 
 class WeightsError(ValueError):
@@ -128,16 +128,8 @@ def save_component(path: str | os.PathLike, module: torch.nn.Module, cfg,
             raise WeightsError(f"metadata must map str to str; got {k!r}: {type(v).__name__}")
         meta[k] = v
     meta[CONFIG_KEY] = to_json(cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(_state_tensors(module), tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    tensors = _state_tensors(module)
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 # ---------------------------------------------------------------------------------------------

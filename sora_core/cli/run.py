@@ -66,13 +66,8 @@ def _prepare(args) -> tuple[object, dict, dict]:
 
 
 def _write_new(path: Path, text: str) -> Path:
-    from ..video_io import unique_path
-    final = unique_path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(final)
-    return final
+    from ..files import write_text
+    return write_text(path, text, overwrite=False)
 
 
 def cmd_export(args) -> int:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from ..video_io import unique_path
+from ..files import unique_path, write_text
 from . import figures as F
 from .metrics import METRICS, metric_info
 
@@ -201,12 +200,6 @@ def write_figures(out: Path, summary: dict, results) -> dict[str, list[str]]:
 # Writing
 # ---------------------------------------------------------------------------------------------
 
-def _write_text(path: Path, text: str) -> None:
-    """Atomic text write (temp file + os.replace) into a folder this report owns."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def prepare_out_dir(out: str | os.PathLike) -> Path:
@@ -228,7 +221,7 @@ def write_report(out: Path, results, settings: dict) -> dict[str, Path]:
     figures = write_figures(out, summary, results)
     data = {"settings": settings, "summary": summary, "figures": figures,
             "clips": [r.to_json() for r in results]}
-    _write_text(out / "report.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    write_text(out / "report.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     links = {r.name for r in results if (out / r.name).is_file()}
-    _write_text(out / "report.md", markdown(summary, results, settings, figures, links))
+    write_text(out / "report.md", markdown(summary, results, settings, figures, links))
     return {"json": out / "report.json", "md": out / "report.md", "folder": out}
