@@ -1,13 +1,15 @@
 """DiT speed: ours vs the reference ``diffusers.WanTransformer3DModel`` at the same configuration.
 
 Prints, per token count (batch B, text length L): forward time in fp32 and in bf16 autocast, and the
-time of one bf16-autocast training step (forward, MSE loss on the velocity, backward, AdamW step),
-for both models with random initialisation, with the ratio reference / ours (> 1 = ours faster).
+time of one bf16-autocast training step (forward, MSE loss on the velocity, backward, fused AdamW
+step: the same optimizer for both), for both models with random initialisation, with the ratio
+reference / ours (> 1 = ours faster). The models run interleaved, best of N rounds.
 It also prints both parameter counts (they must match: same structure) and the largest output
 difference when ours runs with the reference's weights (a parity check of the structure).
 
     python benchmarks/bench_dit.py                       # preset "bench", 80 / 320 / 1280 tokens
     python benchmarks/bench_dit.py --tokens 320 --repeats 5
+    python benchmarks/bench_dit.py --threads 1 --clock cpu  # steadier on a machine shared with other jobs
 
 Needs diffusers (a benchmark-only optional dependency).
 """
@@ -15,6 +17,7 @@ Needs diffusers (a benchmark-only optional dependency).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -63,7 +66,7 @@ def run(model, inp: dict, is_ref: bool) -> torch.Tensor:
 # Timing
 # ---------------------------------------------------------------------------------------------
 
-def timed(fns: dict, repeats: int, warmup: int = 1) -> dict:
+def timed(fns: dict, repeats: int, warmup: int = 1, clock=time.perf_counter) -> dict:
     """Best wall time in seconds of each ``fn()`` of ``fns`` over ``repeats`` rounds, the models
     interleaved round by round so that load from other processes on the (shared) machine falls on
     all of them alike; the minimum is the figure least disturbed by that load."""
@@ -73,9 +76,9 @@ def timed(fns: dict, repeats: int, warmup: int = 1) -> dict:
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return {name: min(ts) for name, ts in times.items()}
 
 
@@ -122,6 +125,8 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", choices=["ours", "ref"], default=None, help="time one model only")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall time, or CPU time of this process (steadier when other jobs load the machine)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -132,7 +137,9 @@ def main(argv=None) -> None:
     print(f"preset {args.preset}: {cfg}")
     print(f"parameters: ours {n_ours:,}  reference {n_ref:,}  ({'match' if n_ours == n_ref else 'MISMATCH'})")
     print(f"parity with reference weights (fp32): max |diff| = {parity(cfg, ref):.2e}")
-    print(f"batch {args.batch}, text length {args.text_len}, threads {args.threads}, best of {args.repeats} interleaved rounds")
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    print(f"batch {args.batch}, text length {args.text_len}, threads {args.threads}, {args.clock} clock, "
+          f"best of {args.repeats} interleaved rounds, load average {os.getloadavg()[0]:.1f}")
     print()
     head = "| tokens | grid | measure | reference (s) | ours (s) | ratio ref/ours |"
     print(head)
@@ -143,9 +150,9 @@ def main(argv=None) -> None:
     for n in args.tokens:
         inp = make_inputs(cfg, args.batch, GRIDS[n], args.text_len)
         rows = {
-            "fwd fp32": timed({k: forward_fn(m, inp, r, False) for k, m, r in models}, args.repeats),
-            "fwd bf16": timed({k: forward_fn(m, inp, r, True) for k, m, r in models}, args.repeats),
-            "train step bf16": timed({k: train_step_fn(m, inp, r) for k, m, r in models}, args.repeats),
+            "fwd fp32": timed({k: forward_fn(m, inp, r, False) for k, m, r in models}, args.repeats, clock=clock),
+            "fwd bf16": timed({k: forward_fn(m, inp, r, True) for k, m, r in models}, args.repeats, clock=clock),
+            "train step bf16": timed({k: train_step_fn(m, inp, r) for k, m, r in models}, args.repeats, clock=clock),
         }
         for measure, r in rows.items():
             a, b = r.get("ref", float("nan")), r.get("ours", float("nan"))

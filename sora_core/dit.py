@@ -276,8 +276,9 @@ class DiTBlock(nn.Module):
 
     def forward(self, x, mod, ctx, ctx_mask, rope) -> torch.Tensor:
         """x (B, N, D); mod (B, F, 6, D) float32; ctx (B, L, D); rope (cos, sin) (N, 1, d) -> (B, N, D)."""
-        e = rearrange((self.scale_shift_table + mod).to(x.dtype), "b f six d -> six b f 1 d")
-        shift1, scale1, gate1, shift2, scale2, gate2 = e[0], 1 + e[1], e[2], e[3], 1 + e[4], e[5]
+        e = rearrange(self.scale_shift_table + mod, "b f six d -> six b f 1 d")        # float32
+        shift1, scale1, gate1, shift2, scale2, gate2 = ((c + 1 if i in (1, 4) else c).to(x.dtype)
+                                                        for i, c in enumerate(e))
         f = mod.shape[1]
         h = _modulate(_frames(x, f), shift1, scale1, self.eps)
         a = self.attn1.self_attention(rearrange(h, "b f s d -> b (f s) d"), *rope)
