@@ -332,7 +332,6 @@ class DiT(nn.Module):
 
     def _frame_times(self, t: torch.Tensor, batch: int, t_lat: int) -> torch.Tensor:
         """t (B,) or (B, T_lat) -> (B, F) with F = 1 or T_lat / pt (one time per token frame)."""
-        t = torch.as_tensor(t, dtype=torch.float32)
         if t.ndim == 0:
             t = t.expand(batch)
         if t.ndim == 1 and t.shape[0] == batch:
@@ -364,7 +363,8 @@ class DiT(nn.Module):
         self._check(x, context, context_mask)
         c, patch = self.cfg, tuple(self.cfg.patch_size)
         grid = token_grid(tuple(x.shape), patch)
-        tf = self._frame_times(t.to(x.device), x.shape[0], x.shape[2])                 # (B, F)
+        tf = self._frame_times(torch.as_tensor(t, dtype=torch.float32, device=x.device),
+                               x.shape[0], x.shape[2])                                    # (B, F)
         temb, mod = self.condition_embedder.time(tf)                                   # (B, F, D), (B, F, 6, D)
 
         w = self.patch_embedding.weight
@@ -376,8 +376,7 @@ class DiT(nn.Module):
             h = block(h, mod, ctx, mask, rope)
 
         e = rearrange(self.scale_shift_table, "1 two d -> two 1 1 1 d") + rearrange(temb, "b f d -> b f 1 d")
-        e = e.to(h.dtype)
-        h = _modulate(_frames(h, tf.shape[1]), e[0], 1 + e[1], c.eps)
+        h = _modulate(_frames(h, tf.shape[1]), e[0].to(h.dtype), (1 + e[1]).to(h.dtype), c.eps)
         out = self.proj_out(rearrange(h, "b f s d -> b (f s) d"))                     # (B, N, C*p)
         return unpatchify(out, grid, patch, c.out_channels, layout="c_last").float()
 

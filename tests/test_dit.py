@@ -45,7 +45,10 @@ def test_equal_per_frame_times_equal_per_sample_time(model):
         per_sample = model(x, t, ctx, mask)
         per_frame = model(x, t[:, None].expand(2, 3), ctx, mask)
         mixed = model(x, torch.stack([t, t, torch.zeros(2)], dim=1), ctx, mask)
+        scalar = model(x, 0.25, ctx, mask)
+        per_sample_025 = model(x, torch.full((2,), 0.25), ctx, mask)
     torch.testing.assert_close(per_frame, per_sample, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(scalar, per_sample_025, atol=0, rtol=0)
     assert (mixed - per_sample).abs().max() > 1e-3
 
 
