@@ -137,9 +137,11 @@ _MATH_MAX_SCORES = 1 << 24   # B*H*N*L above this: the flash kernel (memory line
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """SDPA: q (B, H, N, d), k/v (B, H, L, d), mask (B, 1, 1, L) bool (True = attend) -> (B, H, N, d).
 
-    Training in bf16/fp16 on the CPU takes the math path (two GEMMs and a softmax that keeps its
-    probabilities) when the score matrix is small enough: torch's CPU flash backward runs 3-8x slower
-    than its forward, and the whole training step gets ~20% faster. Otherwise: torch's SDPA."""
+    torch's CPU flash-attention backward runs 3-8x slower than its forward, so bf16/fp16 training on
+    the CPU takes plain math attention (two GEMMs and a softmax that keeps its probabilities) while
+    the score matrix is small enough (a 320-token training step gets ~20% faster). Larger score
+    matrices (where a blockwise recomputing backward measured no faster than torch's), inference and
+    float32 use torch's SDPA."""
     cpu = q.device.type == "cpu"
     dt = torch.get_autocast_dtype("cpu") if cpu and torch.is_autocast_enabled("cpu") else q.dtype
     small = q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] <= _MATH_MAX_SCORES
