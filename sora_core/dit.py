@@ -193,7 +193,10 @@ class Attention(nn.Module):
         self.norm_q, self.norm_k = nn.RMSNorm(dim, eps=eps), nn.RMSNorm(dim, eps=eps)
 
     def _fused(self, *lins: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.cat([m.weight for m in lins]), torch.cat([m.bias for m in lins])
+        """One (weight, bias) for several projections, cast to the compute dtype before the concat."""
+        w = lins[0].weight
+        dt = torch.get_autocast_dtype(w.device.type) if torch.is_autocast_enabled(w.device.type) else w.dtype
+        return torch.cat([m.weight.to(dt) for m in lins]), torch.cat([m.bias.to(dt) for m in lins])
 
     def _attend(self, q, k, v, mask=None) -> torch.Tensor:
         """q (B, N, H, d), k/v (B, L, H, d) -> (B, N, H*d)."""
