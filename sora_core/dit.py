@@ -28,6 +28,12 @@ The original Wan 2.1 checkpoint layout maps by renaming keys only:
     time_embedding.0 / .2              -> condition_embedder.time_embedder.linear_1 / linear_2
     time_projection.1                  -> condition_embedder.time_proj
     head.head / head.modulation        -> proj_out / scale_shift_table
+
+Speed on the CPU (same numbers as diffusers' model, measured by ``benchmarks/bench_dit.py``): bias
+adds outside bf16 GEMMs (oneDNN fused linears in bf16 inference), one fused q/k/v GEMM, q/k RMS
+norm and interleaved RoPE in four passes with real cos/sin tables cached per grid, modulation
+broadcast per frame instead of expanded per token, erf GELU in bf16 (within bf16 rounding of the
+tanh form), and math attention for bf16 training (torch's CPU flash backward is slow).
 """
 
 from __future__ import annotations
