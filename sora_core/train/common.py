@@ -100,12 +100,17 @@ def barrier(env: DistEnv) -> None:
 
 def make_optimizer(module: nn.Module, lr: float, weight_decay: float,
                    betas: tuple[float, float]) -> torch.optim.AdamW:
-    """AdamW; matrices decay, vectors (norm gains, biases) do not. Parameter order is fixed by the module."""
+    """AdamW; matrices decay, vectors (norm gains, biases) do not. Parameter order is fixed by the module.
+
+    The fused kernel (one pass over all tensors) when every parameter is float32 on a CPU or a CUDA
+    device: on the CPU the per-tensor loop cost ~15% of a small model's step.
+    """
     params = [p for p in module.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     rest = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
+    fused = bool(params) and all(p.dtype == torch.float32 and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), fused=fused or None)
 
 
 def lr_at(step: int, base_lr: float, warmup: int, total: int, min_ratio: float) -> float:
