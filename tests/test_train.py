@@ -217,6 +217,29 @@ def test_exported_weights_load(tmp_path):
     assert torch.isfinite(emb).all()
 
 
+def test_exported_statistics_normalise_latents_when_training_continues_from_trained_weights(tmp_path):
+    """A run started from a VAE that already has latent statistics (stage 2 of the default recipe)
+    must export raw-space statistics: the exported VAE's latents are ~N(0, 1) per channel."""
+    from sora_core.train.vae_trainer import parse_bucket
+    from sora_core.weights import load_component
+    first = VAETrainer(train_preset("vae", "tiny"), tmp_path / "a", progress=False)
+    first.fit(steps=2)
+    (path,) = first.export(tmp_path / "m1")
+    _, cfg1 = load_component(path, kind="vae")
+    preset = dataclasses.replace(train_preset("vae", "tiny"), stats_clips=16)
+    second = VAETrainer(preset, tmp_path / "b", progress=False, init_path=str(path))
+    second.fit(steps=2)
+    (path2,) = second.export(tmp_path / "m2")
+    vae2, cfg2 = load_component(path2, kind="vae")
+    assert cfg2.latents_std != cfg1.latents_std
+    clips = WorldClips(second.buckets, preset.seed + 1, preset.fps).eval_batch(
+        preset.stats_clips, parse_bucket(preset.eval_bucket)).video
+    z = torch.cat([vae2.encode(c) for c in clips.split(1)])
+    per_channel = z.transpose(0, 1).flatten(1)
+    assert torch.allclose(per_channel.mean(1), torch.zeros(cfg2.z_dim), atol=1e-3)
+    assert torch.allclose(per_channel.std(1), torch.ones(cfg2.z_dim), atol=1e-3)
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line and torchrun
 # ---------------------------------------------------------------------------------------------

@@ -79,8 +79,12 @@ def reconstruct(vae: nn.Module, video: torch.Tensor, bf16: bool = False) -> torc
 
 @torch.no_grad()
 def latent_stats(vae: nn.Module, clips: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of the posterior means of ``clips`` (N, 3, T, H, W)."""
-    means = [vae.encode_moments(c)[0].float() for c in clips.split(1)]
+    """Per-channel mean and std of the raw (unnormalised) posterior means of ``clips`` (N, 3, T, H, W).
+
+    ``vae`` may carry statistics already (a run started from a trained VAE): its normalisation is
+    undone first, so the result is what goes into a config's ``latents_mean`` / ``latents_std``.
+    """
+    means = [vae.encode_moments(c)[0].float() * vae.latents_std + vae.latents_mean for c in clips.split(1)]
     z = torch.cat([rearrange(m, "b c t h w -> c (b t h w)") for m in means], dim=1)
     return tuple(z.mean(1).tolist()), tuple(z.std(1).clamp_min(1e-4).tolist())
 
