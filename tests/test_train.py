@@ -217,6 +217,34 @@ def test_exported_weights_load(tmp_path):
     assert torch.isfinite(emb).all()
 
 
+def test_dit_starts_from_exported_weights_of_the_same_latent_space(tmp_path):
+    from sora_core.weights import load_component
+    vae_run = VAETrainer(train_preset("vae", "tiny"), tmp_path / "vae", progress=False)
+    vae_run.fit(steps=2)
+    (vae_path,) = vae_run.export(tmp_path / "vae_out")
+    first = DiTTrainer(train_preset("dit", "tiny"), tmp_path / "d1", progress=False, vae_path=str(vae_path))
+    first.fit(steps=2)
+    first.export(tmp_path / "m1")
+    second = DiTTrainer(train_preset("dit", "tiny"), tmp_path / "d2", progress=False, vae_path=str(vae_path),
+                        init_dir=str(tmp_path / "m1"))
+    exported, _ = load_component(tmp_path / "m1" / "dit.safetensors", kind="dit")
+    assert _states_equal(second.module.dit.state_dict(), exported.state_dict())
+    assert all(p.requires_grad and p.dtype == torch.float32 for p in second.module.parameters())
+    second.fit(steps=3)
+    assert not _states_equal(second.module.dit.state_dict(), exported.state_dict())
+    assert json.loads((tmp_path / "d2" / "run.json").read_text())["inputs"]["init"] == str(tmp_path / "m1")
+    # another VAE = another latent space: refused, naming both encoders
+    other = VAETrainer(dataclasses.replace(train_preset("vae", "tiny"), seed=5), tmp_path / "vae2", progress=False)
+    other.fit(steps=2)
+    (other_path,) = other.export(tmp_path / "vae2_out")
+    with pytest.raises(ValueError, match="latent space of VAE encoder"):
+        DiTTrainer(train_preset("dit", "tiny"), tmp_path / "d3", progress=False, vae_path=str(other_path),
+                   init_dir=str(tmp_path / "m1"))
+    with pytest.raises(FileNotFoundError, match="missing"):
+        DiTTrainer(train_preset("dit", "tiny"), tmp_path / "d4", progress=False, vae_path=str(vae_path),
+                   init_dir=str(tmp_path / "nowhere"))
+
+
 def test_exported_statistics_normalise_latents_when_training_continues_from_trained_weights(tmp_path):
     """A run started from a VAE that already has latent statistics (stage 2 of the default recipe)
     must export raw-space statistics: the exported VAE's latents are ~N(0, 1) per channel."""

@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="let --export replace existing weight files")
     p.add_argument("--vae", default=None,
                    help="dit: the frozen VAE's weights; vae: start from these weights (default: the preset's)")
+    p.add_argument("--init", default=None, metavar="DIR",
+                   help="dit: start from the dit.safetensors + text_encoder.safetensors in DIR ('shipped' = the "
+                        "default model), e.g. to continue the shipped model on a new schedule")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
@@ -61,13 +64,15 @@ def run(args) -> int:
     env = setup_distributed(args.device)
     try:
         if args.stage == "vae":
+            if args.init is not None:
+                raise ValueError("--init is for the dit stage; the vae stage starts from --vae FILE")
             from ..train.vae_trainer import VAETrainer
             trainer = VAETrainer(preset, args.out, env, resume=args.resume, progress=not args.no_progress,
                                  init_path=args.vae)
         else:
             from ..train.dit_trainer import DiTTrainer
             trainer = DiTTrainer(preset, args.out, env, resume=args.resume, progress=not args.no_progress,
-                                 vae_path=args.vae)
+                                 vae_path=args.vae, init_dir=args.init)
         summary = trainer.fit(steps=args.steps, until=args.until, hours=args.hours)
         if args.export and env.is_main:
             summary["exported"] = [str(p) for p in trainer.export(args.export, overwrite=args.overwrite)]

@@ -105,8 +105,9 @@ class FlowModel(nn.Module):
 class DiTTrainer(StageTrainer):
     stage = "dit"
 
-    def __init__(self, preset, run_dir, env=None, resume=False, progress=True, vae_path: str | None = None):
-        self.vae_path = vae_path
+    def __init__(self, preset, run_dir, env=None, resume=False, progress=True, vae_path: str | None = None,
+                 init_dir: str | None = None):
+        self.vae_path, self.init_dir = vae_path, init_dir
         super().__init__(preset, run_dir, env, resume, progress)
 
     def build(self) -> None:
@@ -121,7 +122,11 @@ class DiTTrainer(StageTrainer):
                              f"makes {self.vae_cfg.z_dim}")
         if self.dit_cfg.text_dim != self.text_cfg.out_dim:
             raise ValueError(f"DiT text_dim {self.dit_cfg.text_dim} != text encoder out_dim {self.text_cfg.out_dim}")
-        self.module = FlowModel(DiT(self.dit_cfg), ByteTextEncoder(self.text_cfg))
+        if self.init_dir is not None:
+            dit, text_encoder = self._load_init()
+        else:
+            dit, text_encoder = DiT(self.dit_cfg), ByteTextEncoder(self.text_cfg)
+        self.module = FlowModel(dit, text_encoder)
         self.buckets = BucketTable.from_dict(p.buckets)
         self.buckets.validate(self.vae_cfg.temporal_factor, self.vae_cfg.spatial_factor, self.dit_cfg.patch_size)
         self.data = WorldClips(self.buckets, p.seed, p.fps, p.long_caption_prob, self.env.rank,
@@ -141,8 +146,31 @@ class DiTTrainer(StageTrainer):
         vae.requires_grad_(False)
         return vae.eval().to(self.env.device), cfg, encoder_id(vae)
 
+    def _load_init(self):
+        """DiT and text encoder from an exported pair (``init_dir``; "shipped" = the default model), in
+        float32 and trainable. They must have been trained on this run's VAE latent space."""
+        from ..weights import load_component, read_metadata
+        folder = Path(__file__).resolve().parents[1] / "default_model" if self.init_dir == "shipped" else Path(self.init_dir)
+        paths = [folder / "dit.safetensors", folder / "text_encoder.safetensors"]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"--init {self.init_dir}: missing {', '.join(missing)}")
+        trained_on = read_metadata(paths[0]).get("vae_id")
+        if trained_on is not None and trained_on != self.vae_id:
+            raise ValueError(f"--init {self.init_dir}: the DiT was trained on the latent space of VAE encoder "
+                             f"{trained_on}, but this run's VAE encoder is {self.vae_id}; pass the matching --vae")
+        dit, self.dit_cfg = load_component(paths[0], kind="dit")
+        text_encoder, self.text_cfg = load_component(paths[1], kind="text_encoder")
+        if self.dit_cfg.in_channels != self.vae_cfg.z_dim:
+            raise ValueError(f"--init {self.init_dir}: the DiT takes {self.dit_cfg.in_channels} latent channels "
+                             f"but the VAE makes {self.vae_cfg.z_dim}")
+        return dit.float().train().requires_grad_(True), text_encoder.float().train().requires_grad_(True)
+
     def configs(self) -> dict:
         return {"dit": self.dit_cfg, "text_encoder": self.text_cfg}
+
+    def inputs(self) -> dict:
+        return {"vae": self.vae_path or self.preset.vae_weights, "init": self.init_dir, "vae_id": self.vae_id}
 
     def state(self) -> dict:
         return {**super().state(), "vae_id": self.vae_id}

@@ -113,9 +113,13 @@ class StageTrainer:
 
     plot_keys: tuple[str, ...] = ("loss",)
 
+    def inputs(self) -> dict:
+        """Weight files the run started from (recorded in run.json); none by default."""
+        return {}
+
     def _write_run_json(self) -> None:
         info = {"stage": self.stage, "preset": json.loads(preset_json(self.preset)),
-                "world_size": self.env.world_size}
+                "inputs": self.inputs(), "world_size": self.env.world_size}
         (self.run_dir / "run.json").write_text(json.dumps(info, indent=1))
 
     # -- the loop -----------------------------------------------------------------------------------

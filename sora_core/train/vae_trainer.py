@@ -128,6 +128,9 @@ class VAETrainer(StageTrainer):
     def configs(self) -> dict:
         return {"vae": self.cfg}
 
+    def inputs(self) -> dict:
+        return {"init_weights": self.init_path or self.preset.init_weights}
+
     def loss(self, step: int) -> tuple[torch.Tensor, dict]:
         p = self.preset
         rng = np.random.default_rng(step_seed(p.seed, step, self.env.rank, 4))
