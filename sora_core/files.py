@@ -67,8 +67,8 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[Path], None], *, o
     os.close(fd)
     tmp = Path(tmp)
     try:
-        os.chmod(tmp, _umask_mode())
         write_fn(tmp)
+        os.chmod(tmp, _umask_mode())      # after the write: some writers (safetensors) recreate the file
         if overwrite:
             os.replace(tmp, path)
             return path

@@ -116,9 +116,15 @@ def _state_tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_component(path: str | os.PathLike, module: torch.nn.Module, cfg,
-                   metadata: Mapping[str, str] | None = None) -> Path:
+                   metadata: Mapping[str, str] | None = None, dtype: torch.dtype | None = None) -> Path:
     """Write module weights + config to ``path`` atomically (temp file in the same folder, then
-    ``os.replace``): readers see the old file or the new one, never a partial file."""
+    ``os.replace``): readers see the old file or the new one, never a partial file.
+
+    ``dtype`` stores floating-point tensors in that dtype (e.g. torch.bfloat16 halves a file);
+    ``load_component`` copies them back into the module's own (float32) parameters.
+    """
+    if dtype is not None and not dtype.is_floating_point:
+        raise WeightsError(f"dtype={dtype} must be a floating-point dtype (e.g. torch.bfloat16)")
     path = Path(path)
     if path.suffix != ".safetensors":
         raise WeightsError(f"weight files must end in .safetensors, got {str(path)!r}")
@@ -129,6 +135,8 @@ def save_component(path: str | os.PathLike, module: torch.nn.Module, cfg,
         meta[k] = v
     meta[CONFIG_KEY] = to_json(cfg)
     tensors = _state_tensors(module)
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 

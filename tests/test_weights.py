@@ -48,6 +48,22 @@ def test_round_trip(tmp_path, cfg):
     assert meta["note"] == "hello" and meta["sora.config"] == to_json(cfg)
     assert read_config(path) == cfg
     assert sorted(os.listdir(tmp_path)) == ["dit.safetensors"]     # no temp file left behind
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask              # a normal file, not mkstemp's 0600
+
+
+def test_bf16_storage_loads_into_float32_modules(tmp_path, cfg):
+    m = _module(cfg)
+    path = save_component(tmp_path / "half.safetensors", m, cfg, dtype=torch.bfloat16)
+    full = save_component(tmp_path / "full.safetensors", m, cfg)
+    assert path.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_component(path, kind="dit")
+    for k, v in m.state_dict().items():
+        got = loaded.state_dict()[k]
+        assert got.dtype == torch.float32 and torch.equal(got, v.to(torch.bfloat16).float())
+    with pytest.raises(WeightsError, match="floating-point"):
+        save_component(tmp_path / "int.safetensors", m, cfg, dtype=torch.int8)
 
 
 def test_shared_tensors_are_saved(tmp_path, cfg):

@@ -1,0 +1,73 @@
+"""Install trained weights as the pack's shipped default model (``sora_core/default_model/``).
+
+    python scripts/ship_default_model.py --vae runs/vae/export/vae.safetensors --dit runs/dit/export
+
+The VAE is stored in float32 (its decoder sets the output quality); the DiT and the text encoder in
+bfloat16 (half the size; loading copies them into float32 modules). Refuses a DiT trained on another
+VAE's latent space, and a total over the size budget. Each file is written atomically; the previous
+files are replaced only once all three new ones load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sora_core.train.vae_trainer import encoder_id  # noqa: E402
+from sora_core.weights import load_component, read_metadata, save_component  # noqa: E402
+
+BUDGET_MB = 50.0
+KEEP = ("train_stage", "train_preset", "train_steps", "eval_psnr", "encoder_id", "vae_id")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--vae", required=True, help="exported vae.safetensors")
+    p.add_argument("--dit", required=True, help="folder with the exported dit.safetensors and text_encoder.safetensors")
+    p.add_argument("--out", default=str(ROOT / "sora_core" / "default_model"), help="target folder")
+    args = p.parse_args(argv)
+
+    vae_path, dit_dir, out = Path(args.vae), Path(args.dit), Path(args.out)
+    sources = {"vae": vae_path, "dit": dit_dir / "dit.safetensors", "text_encoder": dit_dir / "text_encoder.safetensors"}
+    missing = [str(s) for s in sources.values() if not s.is_file()]
+    if missing:
+        p.error(f"missing weight files: {', '.join(missing)}")
+    vae, vae_cfg = load_component(sources["vae"], kind="vae")
+    dit_meta = read_metadata(sources["dit"])
+    if dit_meta.get("vae_id") != encoder_id(vae):
+        p.error(f"{sources['dit']} was trained on the latent space of VAE encoder {dit_meta.get('vae_id')}, "
+                f"but {vae_path} has encoder {encoder_id(vae)}")
+
+    staged = out / ".staging"
+    written = []
+    for kind, dtype in (("vae", None), ("dit", torch.bfloat16), ("text_encoder", torch.bfloat16)):
+        module, cfg = (vae, vae_cfg) if kind == "vae" else load_component(sources[kind], kind=kind)
+        src_meta = read_metadata(sources[kind])
+        meta = {k: v for k, v in src_meta.items() if k in KEEP or k.startswith("sora.") and k != "sora.config"}
+        meta.pop("sora.format", None)
+        written.append(save_component(staged / f"{kind}.safetensors", module, cfg, metadata=meta, dtype=dtype))
+    total = sum(f.stat().st_size for f in written) / 2 ** 20
+    if total > BUDGET_MB:
+        for f in written:
+            f.unlink()
+        staged.rmdir()
+        p.error(f"the three files take {total:.1f} MB, over the {BUDGET_MB:.0f} MB budget")
+    for f in written:                                   # every staged file must load before any is replaced
+        load_component(f)
+    for f in written:
+        f.replace(out / f.name)
+    staged.rmdir()
+    for f in written:
+        print(f"{out / f.name}: {(out / f.name).stat().st_size / 2 ** 20:.1f} MB")
+    print(f"total {total:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
