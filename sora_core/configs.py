@@ -78,6 +78,11 @@ class DiTConfig:
     eps: float = 1e-6
     cross_attn_norm: bool = True
     rope_theta: float = 10000.0
+    # not in Wan 2.1: add the RMS-normalised masked mean of the text embeddings, through an MLP
+    # (``condition_embedder.text_pool``), to the time embedding, so every block's modulation sees
+    # the prompt (SD3's pooled text vector). A jointly trained text encoder learns through it far
+    # sooner than through cross-attention alone (docs/training.md).
+    pooled_text: bool = False
 
     kind = "dit"
 
@@ -137,8 +142,8 @@ _PRESETS: dict[str, dict[str, Callable[[], Any]]] = {
     },
     "dit": {
         "tiny": lambda: DiTConfig(in_channels=4, out_channels=4, num_heads=2, head_dim=16, num_layers=2,
-                                  ffn_dim=64, text_dim=32, freq_dim=32),
-        "default": lambda: DiTConfig(),
+                                  ffn_dim=64, text_dim=32, freq_dim=32, pooled_text=True),
+        "default": lambda: DiTConfig(pooled_text=True),
         "bench": lambda: DiTConfig(in_channels=16, out_channels=16, num_heads=4, head_dim=64, num_layers=8,
                                    ffn_dim=1024, text_dim=256, freq_dim=256),
         "wan2.1-1.3b": lambda: DiTConfig(in_channels=16, out_channels=16, num_heads=12, head_dim=128,

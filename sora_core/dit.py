@@ -8,7 +8,9 @@ Structure (every size a ``DiTConfig`` value):
     patch_embedding      Conv3d weights (kernel = stride = patch), applied as a linear map on
                          patchified tokens (same numbers, cheaper on CPU)
     condition_embedder   sinusoid(1000 t) -> MLP -> temb;  SiLU -> time_proj: temb -> 6 * dim
-                         (shared by all blocks);  text MLP text_dim -> dim (GELU-tanh)
+                         (shared by all blocks);  text MLP text_dim -> dim (GELU-tanh);
+                         optional (pooled_text, not in Wan) text_pool MLP: RMS-normalised mean
+                         of the text tokens -> added to temb
     blocks[i]            adaLN: scale_shift_table (1, 6, dim) + time_proj -> shift/scale/gate x2
                          self-attention (fused qkv, q/k RMS norm across heads, 3D RoPE, SDPA)
                          cross-attention to text (no modulation, norm2 when cross_attn_norm, mask)
@@ -124,11 +126,16 @@ class ConditionEmbedder(nn.Module):
         self.act_fn = nn.SiLU()
         self.time_proj = Linear(dim, 6 * dim)
         self.text_embedder = _MLP(cfg.text_dim, dim, nn.GELU(approximate="tanh"))
+        self.text_pool = _MLP(cfg.text_dim, dim, nn.SiLU()) if cfg.pooled_text else None
 
-    def time(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """t (B, F) -> temb (B, F, dim), modulation (B, F, 6, dim); always in float32."""
+    def time(self, t: torch.Tensor, pooled: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """t (B, F) [+ pooled text (B, text_dim)] -> temb (B, F, dim), modulation (B, F, 6, dim); in float32."""
         with torch.autocast(t.device.type, enabled=False):
             temb = self.time_embedder(timestep_sinusoid(t, self.freq_dim))
+            if self.text_pool is not None:
+                if pooled is None:
+                    raise ValueError("this DiT has a pooled-text path (pooled_text=True): pass the pooled text")
+                temb = temb + self.text_pool(pooled.float())[:, None]
             mod = self.time_proj(self.act_fn(temb))
         return temb, rearrange(mod, "b f (six d) -> b f six d", six=6)
 
@@ -304,6 +311,19 @@ class DiTBlock(nn.Module):
 # The model
 # ---------------------------------------------------------------------------------------------
 
+def pooled_text(context: torch.Tensor, mask: torch.Tensor | None, eps: float = 1e-6) -> torch.Tensor:
+    """RMS-normalised mean of the real text tokens: (B, L, C) [+ mask (B, L)] -> (B, C), float32.
+
+    Normalised so the pooled path does not depend on the text encoder's output scale."""
+    ctx = context.float()
+    if mask is None:
+        mean = ctx.mean(1)
+    else:
+        w = mask.to(ctx.dtype)[..., None]
+        mean = (ctx * w).sum(1) / w.sum(1).clamp_min(1.0)
+    return mean * torch.rsqrt(mean.pow(2).mean(-1, keepdim=True) + eps)
+
+
 class DiT(nn.Module):
     """Diffusion transformer: noisy latents + flow time + text -> flow velocity v = noise - x0."""
 
@@ -330,6 +350,8 @@ class DiT(nn.Module):
         for m in (self.condition_embedder.time_embedder, self.condition_embedder.text_embedder):
             nn.init.normal_(m.linear_1.weight, std=0.02)
             nn.init.normal_(m.linear_2.weight, std=0.02)
+        if self.condition_embedder.text_pool is not None:          # the pooled path starts closed
+            nn.init.zeros_(self.condition_embedder.text_pool.linear_2.weight)
         nn.init.zeros_(self.proj_out.weight)
 
     # -- inputs -----------------------------------------------------------------------------
@@ -376,7 +398,8 @@ class DiT(nn.Module):
         grid = token_grid(tuple(x.shape), patch)
         tf = self._frame_times(torch.as_tensor(t, dtype=torch.float32, device=x.device),
                                x.shape[0], x.shape[2])                                    # (B, F)
-        temb, mod = self.condition_embedder.time(tf)                                   # (B, F, D), (B, F, 6, D)
+        pooled = pooled_text(context, context_mask, c.eps) if c.pooled_text else None
+        temb, mod = self.condition_embedder.time(tf, pooled)                           # (B, F, D), (B, F, 6, D)
 
         w = self.patch_embedding.weight
         h = linear(patchify(x, patch), w.view(w.shape[0], -1), self.patch_embedding.bias)    # (B, N, D)
@@ -392,4 +415,4 @@ class DiT(nn.Module):
         return unpatchify(out, grid, patch, c.out_channels, layout="c_last").float()
 
 
-__all__ = ["DiT", "DiTBlock", "Attention", "FeedForward", "ConditionEmbedder", "timestep_sinusoid"]
+__all__ = ["DiT", "DiTBlock", "pooled_text", "Attention", "FeedForward", "ConditionEmbedder", "timestep_sinusoid"]

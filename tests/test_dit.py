@@ -13,6 +13,8 @@ def make_model(seed=0, **changes):
     model = DiT(cfg)
     with torch.no_grad():   # Wan's init zeroes the output head; give it weights so outputs carry signal
         model.proj_out.weight.normal_(std=0.1)
+        if model.condition_embedder.text_pool is not None:     # likewise the (closed) pooled-text path
+            model.condition_embedder.text_pool.linear_2.weight.normal_(std=0.1)
     return model
 
 
@@ -128,7 +130,7 @@ def test_matches_diffusers_wan_transformer():
     """Same state dict, same numbers as diffusers' WanTransformer3DModel (every parameter random),
     per sample and per latent frame (diffusers' per-token timesteps of Wan 2.2)."""
     wan = pytest.importorskip("diffusers").WanTransformer3DModel
-    cfg = dit_preset("tiny")
+    cfg = replace(dit_preset("tiny"), pooled_text=False)      # the Wan layout
     torch.manual_seed(0)
     ref = wan(patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
               in_channels=cfg.in_channels, out_channels=cfg.out_channels, text_dim=cfg.text_dim,
@@ -173,3 +175,24 @@ def test_training_attention_matches_sdpa(monkeypatch, max_scores, masked):
     grads_ref = torch.autograd.grad(out_ref, exact, grad.double())
     for a, b in zip((out, *grads), (out_ref, *grads_ref)):
         assert (a.double() - b).norm() / b.norm() < 0.01
+
+
+def test_pooled_text_path_makes_the_prompt_reach_every_block():
+    """With pooled_text the output depends on the prompt even with cross-attention removed; without
+    it (the Wan layout) the module has no text_pool weights, so Wan checkpoints keep loading."""
+    model = make_model().eval()
+    x, t, ctx, mask = inputs(model.cfg)
+    for block in model.blocks:            # cut the cross-attention path: only the pooled path is left
+        block.attn2.to_v.weight.data.zero_()
+        block.attn2.to_v.bias.data.zero_()
+    other = ctx.flip(0)
+    with torch.no_grad():
+        a, b = model(x, t, ctx, mask), model(x, t, other, mask.flip(0))
+    assert (a - b).abs().max() > 1e-3
+    # padded tokens do not change the pooled vector
+    from sora_core.dit import pooled_text
+    padded = torch.cat([ctx, torch.randn(ctx.shape[0], 3, ctx.shape[2])], 1)
+    pmask = torch.cat([mask, torch.zeros(mask.shape[0], 3, dtype=torch.bool)], 1)
+    assert torch.allclose(pooled_text(padded, pmask), pooled_text(ctx, mask), atol=1e-6)
+    plain = make_model(pooled_text=False)
+    assert not any("text_pool" in k for k in plain.state_dict())

@@ -233,6 +233,21 @@ def test_dit_starts_from_exported_weights_of_the_same_latent_space(tmp_path):
     second.fit(steps=3)
     assert not _states_equal(second.module.dit.state_dict(), exported.state_dict())
     assert json.loads((tmp_path / "d2" / "run.json").read_text())["inputs"]["init"] == str(tmp_path / "m1")
+    # a model from before a path was added (no pooled text): its tensors load, the new path starts fresh
+    from sora_core.configs import replace as cfg_replace
+    from sora_core.dit import DiT
+    from sora_core.weights import read_metadata, save_component
+    old_cfg = cfg_replace(exported.cfg, pooled_text=False)
+    old = DiT(old_cfg)
+    old.load_state_dict({k: v for k, v in exported.state_dict().items() if "text_pool" not in k})
+    (tmp_path / "m_old").mkdir()
+    save_component(tmp_path / "m_old" / "dit.safetensors", old, old_cfg,
+                   metadata={"vae_id": read_metadata(tmp_path / "m1" / "dit.safetensors")["vae_id"]})
+    (tmp_path / "m_old" / "text_encoder.safetensors").write_bytes((tmp_path / "m1" / "text_encoder.safetensors").read_bytes())
+    grown = DiTTrainer(train_preset("dit", "tiny"), tmp_path / "d5", progress=False, vae_path=str(vae_path),
+                       init_dir=str(tmp_path / "m_old"))
+    assert grown.init_fresh and all("text_pool" in k for k in grown.init_fresh)
+    assert torch.equal(grown.module.dit.blocks[0].attn1.to_q.weight, old.blocks[0].attn1.to_q.weight)
     # another VAE = another latent space: refused, naming both encoders
     other = VAETrainer(dataclasses.replace(train_preset("vae", "tiny"), seed=5), tmp_path / "vae2", progress=False)
     other.fit(steps=2)

@@ -159,18 +159,27 @@ class DiTTrainer(StageTrainer):
         if trained_on is not None and trained_on != self.vae_id:
             raise ValueError(f"--init {self.init_dir}: the DiT was trained on the latent space of VAE encoder "
                              f"{trained_on}, but this run's VAE encoder is {self.vae_id}; pass the matching --vae")
-        dit, self.dit_cfg = load_component(paths[0], kind="dit")
+        from ..dit import DiT
+        from safetensors.torch import load_file
         text_encoder, self.text_cfg = load_component(paths[1], kind="text_encoder")
-        if self.dit_cfg.in_channels != self.vae_cfg.z_dim:
-            raise ValueError(f"--init {self.init_dir}: the DiT takes {self.dit_cfg.in_channels} latent channels "
-                             f"but the VAE makes {self.vae_cfg.z_dim}")
+        # the preset's DiT config; the file's tensors must all fit it, and parameters the file lacks
+        # (a path added since, e.g. pooled_text) keep their initialisation
+        dit = DiT(self.dit_cfg)
+        own, given = dit.state_dict(), load_file(str(paths[0]))
+        bad = sorted(k for k, v in given.items() if k not in own or own[k].shape != v.shape)
+        if bad:
+            raise ValueError(f"--init {self.init_dir}: {len(bad)} DiT tensors do not fit preset {self.preset.dit!r} "
+                             f"(e.g. {bad[:3]})")
+        self.init_fresh = sorted(k for k in own if k not in given)
+        dit.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in given.items()}})
         return dit.float().train().requires_grad_(True), text_encoder.float().train().requires_grad_(True)
 
     def configs(self) -> dict:
         return {"dit": self.dit_cfg, "text_encoder": self.text_cfg}
 
     def inputs(self) -> dict:
-        return {"vae": self.vae_path or self.preset.vae_weights, "init": self.init_dir, "vae_id": self.vae_id}
+        return {"vae": self.vae_path or self.preset.vae_weights, "init": self.init_dir, "vae_id": self.vae_id,
+                "init_fresh": getattr(self, "init_fresh", [])}
 
     def state(self) -> dict:
         return {**super().state(), "vae_id": self.vae_id}
