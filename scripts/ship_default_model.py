@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     for kind, dtype in (("vae", None), ("dit", torch.bfloat16), ("text_encoder", torch.bfloat16)):
         module, cfg = (vae, vae_cfg) if kind == "vae" else load_component(sources[kind], kind=kind)
         src_meta = read_metadata(sources[kind])
-        meta = {k: v for k, v in src_meta.items() if k in KEEP or k.startswith("sora.") and k != "sora.config"}
-        meta.pop("sora.format", None)
+        # provenance and the sampling metadata (sora.schedule, ...); save_component writes config and format
+        meta = {k: v for k, v in src_meta.items()
+                if k in KEEP or k.startswith("sora.") and k not in ("sora.config", "sora.format")}
         written.append(save_component(staged / f"{kind}.safetensors", module, cfg, metadata=meta, dtype=dtype))
     total = sum(f.stat().st_size for f in written) / 2 ** 20
     if total > BUDGET_MB:

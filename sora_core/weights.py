@@ -175,9 +175,11 @@ def _listing(title: str, items: list[str]) -> str:
     return f"{len(items)} {title}: {', '.join(items[:_LIST])}{more}"
 
 
-def check_state(path, expected: Mapping[str, torch.Tensor], got: Mapping[str, tuple]) -> None:
-    """Raise one WeightsError listing missing keys, unexpected keys and shape mismatches."""
-    missing = sorted(set(expected) - set(got))
+def check_state(path, expected: Mapping[str, torch.Tensor], got: Mapping[str, tuple],
+                allow_missing: bool = False) -> None:
+    """Raise one WeightsError listing missing keys (unless ``allow_missing``), unexpected keys and
+    shape mismatches."""
+    missing = [] if allow_missing else sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
     shapes = sorted(f"{k} (file {tuple(got[k])}, model {tuple(expected[k].shape)})"
                     for k in set(expected) & set(got) if tuple(got[k]) != tuple(expected[k].shape))
@@ -188,12 +190,15 @@ def check_state(path, expected: Mapping[str, torch.Tensor], got: Mapping[str, tu
 
 
 def load_component(path: str | os.PathLike, kind: str | None = None, device: torch.device | str = "cpu",
-                   key_map: KeyMap | None = None, cfg=None) -> tuple[torch.nn.Module, object]:
+                   key_map: KeyMap | None = None, cfg=None,
+                   allow_missing: bool = False) -> tuple[torch.nn.Module, object]:
     """Load a weight file into a new module -> (module in eval mode on ``device``, cfg).
 
     ``kind`` (if given) must match the stored config. ``cfg`` overrides the stored config (for files
     without one). ``key_map`` renames file keys: a callable (None drops the key) or a dict of prefix
-    renames. Raises WeightsError for non-safetensors files, missing config, or any key/shape mismatch.
+    renames. ``allow_missing`` lets the module keep its initialisation for parameters the file lacks
+    (a file from before a module grew a path); every file tensor must still fit. Raises WeightsError
+    for non-safetensors files, missing config, or any key/shape mismatch.
     """
     path = check_safetensors(path)
     if cfg is None:
@@ -208,8 +213,8 @@ def load_component(path: str | os.PathLike, kind: str | None = None, device: tor
             new = rename(k)
             if new is not None:
                 tensors[new] = f.get_tensor(k)
-    check_state(path, module.state_dict(), {k: v.shape for k, v in tensors.items()})
-    module.load_state_dict(tensors, strict=True)
+    check_state(path, module.state_dict(), {k: v.shape for k, v in tensors.items()}, allow_missing)
+    module.load_state_dict(tensors, strict=not allow_missing)
     return module.to(device).eval(), cfg
 
 

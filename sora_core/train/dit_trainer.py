@@ -108,6 +108,7 @@ class DiTTrainer(StageTrainer):
     def __init__(self, preset, run_dir, env=None, resume=False, progress=True, vae_path: str | None = None,
                  init_dir: str | None = None):
         self.vae_path, self.init_dir = vae_path, init_dir
+        self.init_fresh: list[str] = []          # DiT parameters --init's file lacked (kept at their init)
         super().__init__(preset, run_dir, env, resume, progress)
 
     def build(self) -> None:
@@ -159,19 +160,13 @@ class DiTTrainer(StageTrainer):
         if trained_on is not None and trained_on != self.vae_id:
             raise ValueError(f"--init {self.init_dir}: the DiT was trained on the latent space of VAE encoder "
                              f"{trained_on}, but this run's VAE encoder is {self.vae_id}; pass the matching --vae")
-        from ..dit import DiT
-        from safetensors.torch import load_file
         text_encoder, self.text_cfg = load_component(paths[1], kind="text_encoder")
-        # the preset's DiT config; the file's tensors must all fit it, and parameters the file lacks
-        # (a path added since, e.g. pooled_text) keep their initialisation
-        dit = DiT(self.dit_cfg)
-        own, given = dit.state_dict(), load_file(str(paths[0]))
-        bad = sorted(k for k, v in given.items() if k not in own or own[k].shape != v.shape)
-        if bad:
-            raise ValueError(f"--init {self.init_dir}: {len(bad)} DiT tensors do not fit preset {self.preset.dit!r} "
-                             f"(e.g. {bad[:3]})")
-        self.init_fresh = sorted(k for k in own if k not in given)
-        dit.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in given.items()}})
+        # into the preset's DiT config: parameters the file lacks (a path added since, e.g. pooled_text)
+        # keep their initialisation
+        from safetensors import safe_open
+        dit, _ = load_component(paths[0], kind="dit", cfg=self.dit_cfg, allow_missing=True)
+        with safe_open(str(paths[0]), framework="pt") as f:
+            self.init_fresh = sorted(set(dit.state_dict()) - set(f.keys()))
         return dit.float().train().requires_grad_(True), text_encoder.float().train().requires_grad_(True)
 
     def configs(self) -> dict:
@@ -179,7 +174,7 @@ class DiTTrainer(StageTrainer):
 
     def inputs(self) -> dict:
         return {"vae": self.vae_path or self.preset.vae_weights, "init": self.init_dir, "vae_id": self.vae_id,
-                "init_fresh": getattr(self, "init_fresh", [])}
+                "init_fresh": self.init_fresh}
 
     def state(self) -> dict:
         return {**super().state(), "vae_id": self.vae_id}
