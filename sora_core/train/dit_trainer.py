@@ -249,7 +249,7 @@ class DiTTrainer(StageTrainer):
         z, caps = self._eval
         ids, mask = ema_module.text_encoder.tokenize(caps)
         gen, out = torch.Generator().manual_seed(1234), {}
-        for tv in (0.2, 0.5, 0.8):
+        for tv in (0.2, 0.5, 0.8, 0.95):
             noise = torch.randn(z.shape, generator=gen).to(z.device)
             t = torch.full(z.shape[:1] + z.shape[2:3], tv, device=z.device)
             x_t, target = flow_pair(z, noise, t)
