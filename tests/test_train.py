@@ -20,6 +20,7 @@ from sora_core.train.data import WorldClips
 from sora_core.train.dit_trainer import DiTTrainer, condition_mask, condition_masks, flow_pair, masked_mse, sample_t
 from sora_core.train.loop import CHECKPOINT
 from sora_core.train.presets import train_preset
+from sora_core.train.text_trainer import TextTrainer, label_space, scene_labels
 from sora_core.train.vae_trainer import VAETrainer, encoder_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,9 +160,9 @@ def _log(run: Path) -> list[dict]:
     return [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("stage", ["vae", "dit"])
+@pytest.mark.parametrize("stage", ["text", "vae", "dit"])
 def test_stage_resume_continues_exactly(tmp_path, stage):
-    cls = VAETrainer if stage == "vae" else DiTTrainer
+    cls = {"text": TextTrainer, "vae": VAETrainer, "dit": DiTTrainer}[stage]
     preset = train_preset(stage, "tiny")
     if stage == "dit":
         preset = dataclasses.replace(preset, pool_size=3)            # exercise the latent cache too
@@ -260,6 +261,56 @@ def test_dit_starts_from_exported_weights_of_the_same_latent_space(tmp_path):
                    init_dir=str(tmp_path / "nowhere"))
 
 
+def test_caption_labels_state_what_the_caption_says():
+    from sora_core.train.data import caption_of
+    from sora_core.world.scene import sample_scene
+    names, groups = label_space()
+    assert len(set(names)) == len(names)
+    for seed in range(40):
+        spec = sample_scene(seed, width=64, height=64, frames=17, fps=8.0)
+        short, long = caption_of(spec, False), caption_of(spec, True)
+        for descriptive, text in ((False, short), (True, long)):
+            y, w = scene_labels(spec, descriptive)
+            on = [n for n, v in zip(names, y) if v]
+            assert f"count {len(spec.objects)}" in on
+            for o in spec.objects:
+                assert f"object {o.colour} {o.shape} {o.motion}" in on and o.colour in text
+            weighted = {g for g, v in zip(groups, w) if v}
+            assert weighted == ({"words", "sizes", "motion", "size", "count", "background", "event"}
+                                if descriptive else {"words", "motion", "count", "event"})
+            assert all(f"colour {o.colour}" in on and f"size {o.size}" in on for o in spec.objects)
+            if not descriptive:
+                assert not any(o.size in text.split() for o in spec.objects)   # short captions omit sizes
+
+
+def test_pretrained_text_encoder_reads_captions_and_stays_frozen_in_the_dit_stage(tmp_path):
+    """The text stage learns (held-out BCE falls) and exports an encoder; a DiT preset that freezes
+    the text encoder refuses to start without one and leaves it unchanged while the DiT trains."""
+    from sora_core.weights import load_component
+    tiny = train_preset("text", "tiny")
+    preset = dataclasses.replace(tiny, batch_size=16, optim=dataclasses.replace(tiny.optim, lr=3e-3),
+                                 loop=dataclasses.replace(tiny.loop, eval_every=0, log_every=20))
+    text_run = TextTrainer(preset, tmp_path / "text", progress=False)
+    before = text_run.evaluate(text_run.ema_module())
+    text_run.fit(steps=60)
+    after = text_run.evaluate(text_run.ema_module())
+    assert after["val_bce_short"] < 0.5 * before["val_bce_short"]
+    assert after["val_bce_long"] < 0.5 * before["val_bce_long"]
+    (text_path,) = text_run.export(tmp_path / "text_out")
+    assert not any(k.startswith("head") for k in load_component(text_path, kind="text_encoder")[0].state_dict())
+
+    frozen = dataclasses.replace(train_preset("dit", "tiny"), train_text_encoder=False)
+    with pytest.raises(ValueError, match="--text"):
+        DiTTrainer(frozen, tmp_path / "d0", progress=False)
+    dit_run = DiTTrainer(frozen, tmp_path / "d1", progress=False, text_path=str(text_path))
+    text, _ = load_component(text_path, kind="text_encoder")
+    dit0 = {k: v.clone() for k, v in dit_run.module.dit.state_dict().items()}
+    dit_run.fit(steps=3)
+    assert _states_equal(dit_run.module.text_encoder.state_dict(), text.state_dict())
+    assert not _states_equal(dit_run.module.dit.state_dict(), dit0)
+    assert json.loads((tmp_path / "d1" / "run.json").read_text())["inputs"]["text"] == str(text_path)
+
+
 def test_exported_statistics_normalise_latents_when_training_continues_from_trained_weights(tmp_path):
     """A run started from a VAE that already has latent statistics (stage 2 of the default recipe)
     must export raw-space statistics: the exported VAE's latents are ~N(0, 1) per channel."""
@@ -297,6 +348,8 @@ def test_cli_errors(tmp_path):
     assert main(["vae", "--preset", "nope", "--out", str(tmp_path / "x")]) == 2
     assert main(["vae", "--preset", "tiny", "--out", str(tmp_path / "x"), "--steps", "0"]) == 2
     assert main(["vae", "--preset", "tiny", "--out", str(tmp_path / "x"), "--resume"]) == 2
+    assert main(["text", "--preset", "tiny", "--out", str(tmp_path / "x"), "--vae", "v.safetensors"]) == 2
+    assert main(["vae", "--preset", "tiny", "--out", str(tmp_path / "x"), "--text", "t.safetensors"]) == 2
     assert not (tmp_path / "x" / CHECKPOINT).exists()
 
 

@@ -1,7 +1,9 @@
-"""``sora train vae|dit``: train a stage of the default model (or the tiny test model).
+"""``sora train text|vae|dit``: train a stage of the default model (or the tiny test model).
 
+    sora train text --preset default --out runs/text --export runs/text/export
     sora train vae --preset default --out runs/vae
-    sora train dit --preset default --out runs/dit --vae runs/vae/export/vae.safetensors --export DIR
+    sora train dit --preset default --out runs/dit --vae runs/vae/export/vae.safetensors \
+        --text runs/text/export/text_encoder.safetensors --export DIR
     torchrun --nproc_per_node 2 -m sora_core.cli.train dit --preset tiny --out runs/dit_ddp
 
 ``--steps`` is the length of the cosine schedule; ``--until`` and ``--hours`` stop earlier (with a
@@ -16,7 +18,7 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("stage", choices=["vae", "dit"], help="which stage to train")
+    p.add_argument("stage", choices=["text", "vae", "dit"], help="which stage to train")
     p.add_argument("--preset", default="default", help="training preset: tiny (tests) or default (shipped model)")
     p.add_argument("--out", required=True, help="run directory (checkpoint, log.jsonl, loss.png)")
     p.add_argument("--steps", type=int, default=None, help="total steps of the schedule (default: the preset's)")
@@ -28,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="let --export replace existing weight files")
     p.add_argument("--vae", default=None,
                    help="dit: the frozen VAE's weights; vae: start from these weights (default: the preset's)")
+    p.add_argument("--text", default=None, metavar="FILE",
+                   help="dit: a pretrained text encoder (from 'sora train text'); replaces the one --init "
+                        "or the preset would start from")
     p.add_argument("--init", default=None, metavar="DIR",
                    help="dit: start from the dit.safetensors + text_encoder.safetensors in DIR ('shipped' = the "
                         "default model), e.g. to continue the shipped model on a new schedule")
@@ -63,16 +68,23 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     env = setup_distributed(args.device)
     try:
-        if args.stage == "vae":
-            if args.init is not None:
-                raise ValueError("--init is for the dit stage; the vae stage starts from --vae FILE")
+        if args.stage != "dit":
+            for name in ("init", "text"):
+                if getattr(args, name) is not None:
+                    raise ValueError(f"--{name} is for the dit stage; the {args.stage} stage does not take it")
+        if args.stage == "text":
+            if args.vae is not None:
+                raise ValueError("--vae is for the vae and dit stages; the text stage reads captions only")
+            from ..train.text_trainer import TextTrainer
+            trainer = TextTrainer(preset, args.out, env, resume=args.resume, progress=not args.no_progress)
+        elif args.stage == "vae":
             from ..train.vae_trainer import VAETrainer
             trainer = VAETrainer(preset, args.out, env, resume=args.resume, progress=not args.no_progress,
                                  init_path=args.vae)
         else:
             from ..train.dit_trainer import DiTTrainer
             trainer = DiTTrainer(preset, args.out, env, resume=args.resume, progress=not args.no_progress,
-                                 vae_path=args.vae, init_dir=args.init)
+                                 vae_path=args.vae, init_dir=args.init, text_path=args.text)
         summary = trainer.fit(steps=args.steps, until=args.until, hours=args.hours)
         if args.export and env.is_main:
             summary["exported"] = [str(p) for p in trainer.export(args.export, overwrite=args.overwrite)]

@@ -106,8 +106,9 @@ class DiTTrainer(StageTrainer):
     stage = "dit"
 
     def __init__(self, preset, run_dir, env=None, resume=False, progress=True, vae_path: str | None = None,
-                 init_dir: str | None = None):
+                 init_dir: str | None = None, text_path: str | None = None):
         self.vae_path, self.init_dir = vae_path, init_dir
+        self.text_path = text_path or preset.text_weights
         self.init_fresh: list[str] = []          # DiT parameters --init's file lacked (kept at their init)
         super().__init__(preset, run_dir, env, resume, progress)
 
@@ -127,6 +128,13 @@ class DiTTrainer(StageTrainer):
             dit, text_encoder = self._load_init()
         else:
             dit, text_encoder = DiT(self.dit_cfg), ByteTextEncoder(self.text_cfg)
+        if self.text_path is not None:
+            text_encoder = self._load_text()
+        elif not p.train_text_encoder and self.init_dir is None:
+            raise ValueError(f"DiT preset {p.name!r} keeps the text encoder frozen, so it needs trained text "
+                             f"encoder weights: pass --text FILE (from 'sora train text') or --init DIR")
+        if not p.train_text_encoder:
+            text_encoder.requires_grad_(False)
         self.module = FlowModel(dit, text_encoder)
         self.buckets = BucketTable.from_dict(p.buckets)
         self.buckets.validate(self.vae_cfg.temporal_factor, self.vae_cfg.spatial_factor, self.dit_cfg.patch_size)
@@ -169,12 +177,23 @@ class DiTTrainer(StageTrainer):
             self.init_fresh = sorted(set(dit.state_dict()) - set(f.keys()))
         return dit.float().train().requires_grad_(True), text_encoder.float().train().requires_grad_(True)
 
+    def _load_text(self):
+        """The pretrained text encoder ``text_path`` (float32); its config must give the DiT's text_dim."""
+        from ..weights import load_component
+        text_encoder, cfg = load_component(str(resolve_weights(self.text_path, "text_encoder.safetensors")),
+                                           kind="text_encoder")
+        if cfg.out_dim != self.dit_cfg.text_dim:
+            raise ValueError(f"--text {self.text_path}: the text encoder gives {cfg.out_dim}-dim features but the "
+                             f"DiT reads text_dim={self.dit_cfg.text_dim}")
+        self.text_cfg = cfg
+        return text_encoder.float().train().requires_grad_(True)
+
     def configs(self) -> dict:
         return {"dit": self.dit_cfg, "text_encoder": self.text_cfg}
 
     def inputs(self) -> dict:
-        return {"vae": self.vae_path or self.preset.vae_weights, "init": self.init_dir, "vae_id": self.vae_id,
-                "init_fresh": self.init_fresh}
+        return {"vae": self.vae_path or self.preset.vae_weights, "init": self.init_dir, "text": self.text_path,
+                "vae_id": self.vae_id, "init_fresh": self.init_fresh}
 
     def state(self) -> dict:
         return {**super().state(), "vae_id": self.vae_id}

@@ -80,6 +80,8 @@ class DiTTrainPreset:
     optim: OptimConfig
     loop: LoopConfig
     vae_weights: str | None = None           # a trained VAE file ("shipped" = the default model's); None = fresh
+    text_weights: str | None = None          # a pretrained text encoder file (``sora train text``); --text overrides
+    train_text_encoder: bool = True          # False: the text encoder stays frozen (needs pretrained weights)
     caption_dropout: float = 0.1             # empty prompt, for classifier-free guidance
     long_caption_prob: float = 0.5           # descriptive vs short captions
     condition_probs: dict = field(default_factory=lambda: {"none": 1.0})
@@ -98,6 +100,27 @@ class DiTTrainPreset:
         bad = sorted(set(self.condition_probs) - set(CONDITION_KINDS))
         if bad:
             raise ValueError(f"condition_probs has unknown kinds {bad}; allowed: {', '.join(CONDITION_KINDS)}")
+
+
+@dataclass(frozen=True)
+class TextTrainPreset:
+    """Byte text encoder pretrained to read the world's captions (``text_trainer``): scene labels from
+    short and descriptive captions of scenes drawn like the DiT's (``buckets`` only sets their sizes)."""
+    name: str
+    text_encoder: str
+    buckets: dict
+    optim: OptimConfig
+    loop: LoopConfig
+    batch_size: int = 64
+    long_caption_prob: float = 0.5
+    fps: float = 8.0
+    seed: int = 0
+    eval_captions: int = 256
+    kind = "text"
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 1")
 
 
 def preset_json(p) -> str:
@@ -165,12 +188,26 @@ _DIT_PRESETS = {
         optim=OptimConfig(lr=5e-4, warmup=200, min_lr_ratio=0.05, ema_decay=0.998),
         loop=LoopConfig(steps=3500, log_every=10, eval_every=500, ckpt_every=100),
         condition_probs=dict(_DEFAULT_CONDITIONS), pool_size=4096,
+        # the text encoder comes pretrained from the text stage (--text FILE) and stays frozen: trained
+        # jointly from scratch, the flow loss closed the text path before it learned to use it
+        train_text_encoder=False,
         # train where the sampler spends its steps: the default schedule's shift 3 puts 5 of 20 steps
         # above t = 0.9, which logit-normal(0, 1) alone almost never draws (docs/training.md)
         t_shift=3.0),
 }
 
-PRESETS = {"vae": _VAE_PRESETS, "dit": _DIT_PRESETS}
+_TEXT_PRESETS = {
+    "tiny": lambda: TextTrainPreset(
+        name="tiny", text_encoder="tiny", buckets=_TINY_BUCKETS, batch_size=4,
+        optim=OptimConfig(lr=1e-3, warmup=2, ema_decay=0.9),
+        loop=LoopConfig(steps=4, log_every=1, eval_every=4, ckpt_every=2), eval_captions=8),
+    "default": lambda: TextTrainPreset(
+        name="default", text_encoder="default", buckets=_DEFAULT_DIT_BUCKETS, batch_size=32,
+        optim=OptimConfig(lr=2e-3, warmup=100, min_lr_ratio=0.05, ema_decay=0.995),
+        loop=LoopConfig(steps=1500, log_every=10, eval_every=250, ckpt_every=250)),
+}
+
+PRESETS = {"text": _TEXT_PRESETS, "vae": _VAE_PRESETS, "dit": _DIT_PRESETS}
 
 
 def train_preset(stage: str, name: str):

@@ -217,9 +217,10 @@ def encoder_id(vae: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def resolve_weights(path: str | Path) -> Path:
-    """A weights path; ``"shipped"`` = the shipped default model's VAE."""
-    path = Path(__file__).resolve().parents[1] / "default_model" / "vae.safetensors" if path == "shipped" else Path(path)
+def resolve_weights(path: str | Path, shipped: str = "vae.safetensors") -> Path:
+    """A weights path; ``"shipped"`` = the shipped default model's file ``shipped``."""
+    path = Path(__file__).resolve().parents[1] / "default_model" / shipped if path == "shipped" else Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"VAE weights {path} do not exist (train the VAE first or pass --vae)")
+        what = shipped.split(".")[0].replace("_", " ")
+        raise FileNotFoundError(f"{what} weights {path} do not exist (train that stage first or pass the right file)")
     return path
