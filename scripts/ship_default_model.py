@@ -11,6 +11,7 @@ files are replaced only once all three new ones load.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sora_core.train.vae_trainer import encoder_id  # noqa: E402
+from sora_core.configs import from_json, to_json  # noqa: E402
+from sora_core.pipeline import SCHEDULE_KEY  # noqa: E402
 from sora_core.weights import load_component, read_metadata, save_component  # noqa: E402
 
 BUDGET_MB = 50.0
@@ -31,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vae", required=True, help="exported vae.safetensors")
     p.add_argument("--dit", required=True, help="folder with the exported dit.safetensors and text_encoder.safetensors")
     p.add_argument("--out", default=str(ROOT / "sora_core" / "default_model"), help="target folder")
+    p.add_argument("--cfg", type=float, default=None,
+                   help="default guidance scale shipped in the DiT's sampling schedule (default: the training "
+                        "preset's); choose it on prompts the evaluation does not use")
     args = p.parse_args(argv)
+    if args.cfg is not None and not 1.0 <= args.cfg <= 30.0:
+        p.error(f"--cfg={args.cfg} must be in [1, 30]")
 
     vae_path, dit_dir, out = Path(args.vae), Path(args.dit), Path(args.out)
     sources = {"vae": vae_path, "dit": dit_dir / "dit.safetensors", "text_encoder": dit_dir / "text_encoder.safetensors"}
@@ -52,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         # provenance and the sampling metadata (sora.schedule, ...); save_component writes config and format
         meta = {k: v for k, v in src_meta.items()
                 if k in KEEP or k.startswith("sora.") and k not in ("sora.config", "sora.format")}
+        if kind == "dit" and args.cfg is not None:
+            schedule = dataclasses.replace(from_json(meta[SCHEDULE_KEY]), cfg=args.cfg)
+            meta[SCHEDULE_KEY] = to_json(schedule)
         written.append(save_component(staged / f"{kind}.safetensors", module, cfg, metadata=meta, dtype=dtype))
     total = sum(f.stat().st_size for f in written) / 2 ** 20
     if total > BUDGET_MB:

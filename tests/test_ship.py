@@ -1,0 +1,63 @@
+"""scripts/ship_default_model.py: installs exported weights as a model folder, all or nothing."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from sora_core.pipeline import SoraModel
+from sora_core.train.dit_trainer import DiTTrainer
+from sora_core.train.presets import train_preset
+from sora_core.train.vae_trainer import VAETrainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ship():
+    spec = importlib.util.spec_from_file_location("ship_default_model", ROOT / "scripts" / "ship_default_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("ship")
+    vae_run = VAETrainer(train_preset("vae", "tiny"), tmp / "vae", progress=False)
+    vae_run.fit(steps=1)
+    (vae_path,) = vae_run.export(tmp / "vae_out")
+    dit_run = DiTTrainer(train_preset("dit", "tiny"), tmp / "dit", progress=False, vae_path=str(vae_path))
+    dit_run.fit(steps=1)
+    dit_run.export(tmp / "dit_out")
+    other = VAETrainer(train_preset("vae", "tiny"), tmp / "vae2", progress=False)
+    other.fit(steps=2)
+    (other_path,) = other.export(tmp / "vae2_out")
+    return tmp, vae_path, other_path
+
+
+def test_ship_writes_a_loadable_model_with_the_chosen_guidance(exported):
+    tmp, vae_path, _ = exported
+    out = tmp / "model"
+    out.mkdir()
+    assert _ship()(["--vae", str(vae_path), "--dit", str(tmp / "dit_out"), "--out", str(out), "--cfg", "2.5"]) == 0
+    model = SoraModel.load(out)
+    assert model.schedule.cfg == 2.5
+    assert model.dit.blocks[0].attn1.to_q.weight.dtype == torch.float32      # bf16 on disk, fp32 modules
+    assert sorted(p.name for p in out.iterdir()) == ["dit.safetensors", "text_encoder.safetensors", "vae.safetensors"]
+
+
+def test_ship_refuses_bad_input_and_leaves_the_target_alone(exported):
+    tmp, vae_path, other_path = exported
+    out = tmp / "model2"
+    out.mkdir()
+    (out / "dit.safetensors").write_bytes(b"previous")
+    with pytest.raises(SystemExit):      # the DiT was trained on another VAE's latent space
+        _ship()(["--vae", str(other_path), "--dit", str(tmp / "dit_out"), "--out", str(out)])
+    with pytest.raises(SystemExit):
+        _ship()(["--vae", str(vae_path), "--dit", str(tmp / "dit_out"), "--out", str(out), "--cfg", "0.5"])
+    with pytest.raises(SystemExit):
+        _ship()(["--vae", str(vae_path), "--dit", str(tmp / "nowhere"), "--out", str(out)])
+    assert sorted(p.name for p in out.iterdir()) == ["dit.safetensors"]
+    assert (out / "dit.safetensors").read_bytes() == b"previous"
