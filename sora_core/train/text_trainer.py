@@ -63,12 +63,17 @@ def label_space() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(names), tuple(groups)
 
 
+@lru_cache(maxsize=1)
+def _label_index() -> dict[str, int]:
+    return {n: i for i, n in enumerate(label_space()[0])}
+
+
 def scene_labels(spec, descriptive: bool) -> tuple[np.ndarray, np.ndarray]:
     """(multi-hot targets, loss weights) float32 over ``label_space()`` for the caption of ``spec``
     (descriptive or short): weight 1 on the groups that caption states, 0 elsewhere."""
     from ..world.captions import describe
     names, groups = label_space()
-    index = {n: i for i, n in enumerate(names)}
+    index = _label_index()
     d = describe(spec)
     y = np.zeros(len(names), np.float32)
     on = [f"count {len(d.objects)}", f"event {d.event}", f"background {d.background}"]
