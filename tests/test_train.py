@@ -16,12 +16,13 @@ import torch
 from sora_core.geometry import GeometryError
 from sora_core.train.buckets import BucketTable
 from sora_core.train.common import EMA, load_checkpoint, lr_at, save_checkpoint
-from sora_core.train.data import WorldClips
-from sora_core.train.dit_trainer import DiTTrainer, condition_mask, condition_masks, flow_pair, masked_mse, sample_t
+from sora_core.train.data import WorldClips, scene_spec
+from sora_core.train.dit_trainer import DiTTrainer, TextContextCache, condition_mask, condition_masks, flow_pair, masked_mse, sample_t
 from sora_core.train.loop import CHECKPOINT
 from sora_core.train.presets import train_preset
 from sora_core.train.text_trainer import TextTrainer, label_space, scene_labels
-from sora_core.train.vae_trainer import VAETrainer, encoder_id
+from sora_core.train.vae_trainer import VAETrainer, encoder_id, parse_bucket
+from sora_core.world.scene import sample_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,10 +71,34 @@ def test_world_clips_are_a_function_of_the_step():
     other = r1.batch_at(5)
     assert other.bucket == a.bucket and other.scene_seeds != a.scene_seeds      # same bucket, other scenes
     assert len({r0.batch_at(s).scene_seeds[0] for s in range(6)}) == 6
+    # a chosen object mix: only the object count's distribution changes; the default keeps the scenes
+    single = WorldClips(table, seed=3, object_probs=(1, 0, 0))
+    assert all(len(single.batch_at(s, render_video=False).captions) for s in range(3))
+    bucket = parse_bucket("64x64x9")
+    assert {len(scene_spec(s, bucket, 8.0, (1, 0, 0)).objects) for s in range(40)} == {1}
+    assert {len(scene_spec(s, bucket, 8.0, (0, 0, 1)).objects) for s in range(40)} == {3}
+    assert len({len(scene_spec(s, bucket, 8.0).objects) for s in range(40)}) == 3
+    assert scene_spec(7, bucket, 8.0) == sample_scene(7, bucket.width, bucket.height, bucket.frames, 8.0)
+    for bad in [(1, 0), (-1, 1, 1), (0, 0, 0)]:
+        with pytest.raises(ValueError, match="object_probs"):
+            WorldClips(table, seed=3, object_probs=bad)
     pooled = WorldClips(table, seed=3, pool_size=60)
     assert pooled.pool_sizes == [16, 30, 16]                  # by expected draws, at least 16 each
     keys = [k for s in range(40) for k in pooled.batch_at(s, render_video=False).keys]
     assert all(0 <= j < pooled.pool_sizes[b] for b, j in keys) and len(set(keys)) < len(keys)
+
+
+def test_latent_cache_is_kept_only_for_the_same_vae_and_scenes(tmp_path):
+    from sora_core.train.latent_cache import LatentCache
+    path = tmp_path / "cache.safetensors"
+    cache = LatentCache(path, "vae1", scenes="object_probs=[0.6, 0.25, 0.15]")
+    z = cache.get_or_encode([(0, 1), (0, 2)], lambda key: torch.full((2, 1, 2, 2), float(key[1])))
+    assert z[:, 0, 0, 0, 0].tolist() == [1.0, 2.0] and cache.misses == 2
+    cache.save(force=True)
+    again = LatentCache(path, "vae1", scenes="object_probs=[0.6, 0.25, 0.15]")
+    assert len(again) == 2 and torch.equal(again.get_or_encode([(0, 2)], None)[0], z[1])
+    assert len(LatentCache(path, "vae1")) == 0                   # other scenes: rebuilt, not reused
+    assert len(LatentCache(path, "vae2", scenes="object_probs=[0.6, 0.25, 0.15]")) == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,6 +334,31 @@ def test_pretrained_text_encoder_reads_captions_and_stays_frozen_in_the_dit_stag
     assert _states_equal(dit_run.module.text_encoder.state_dict(), text.state_dict())
     assert not _states_equal(dit_run.module.dit.state_dict(), dit0)
     assert json.loads((tmp_path / "d1" / "run.json").read_text())["inputs"]["text"] == str(text_path)
+
+    # the frozen encoder's features are computed once per caption, one caption at a time, so they do
+    # not depend on the batch a caption first came in, and match the batched encoder's
+    assert len(dit_run.text_cache) > 0
+    caps = ["a red ball moving left", "A large blue box bouncing on a plain gray background, and a small "
+            "green triangle standing still."]
+    alone, together = TextContextCache(text, "cpu", True), TextContextCache(text, "cpu", True)
+    c1, m1 = alone(caps[:1])
+    c2, m2 = together(caps[::-1])
+    n = int(m1.sum())
+    assert torch.equal(c1[0, :n], c2[1, :n]) and not m2[1, n:].any() and (c2[1, n:] == 0).all()
+    ids, mask = text.tokenize(caps)
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        batched = text(ids, mask).float()
+    ctx, cmask = alone(caps)
+    assert torch.equal(cmask, mask) and torch.allclose(ctx, batched, atol=0.05)
+
+    # and a run on the frozen encoder resumes exactly
+    straight = DiTTrainer(frozen, tmp_path / "d2", progress=False, text_path=str(text_path))
+    straight.fit(steps=3)
+    first = DiTTrainer(frozen, tmp_path / "d3", progress=False, text_path=str(text_path))
+    first.fit(steps=3, until=1)
+    resumed = DiTTrainer(frozen, tmp_path / "d3", resume=True, progress=False, text_path=str(text_path))
+    resumed.fit(steps=3)
+    assert _states_equal(resumed.module.state_dict(), straight.module.state_dict())
 
 
 def test_exported_statistics_normalise_latents_when_training_continues_from_trained_weights(tmp_path):

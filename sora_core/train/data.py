@@ -47,10 +47,10 @@ def pool_shares(buckets: BucketTable, total: int, minimum: int = 16) -> list[int
     return [max(minimum, int(round(total * d / draws.sum()))) for d in draws]
 
 
-def render_clip(scene_seed: int, bucket: Bucket, fps: float):
+def render_clip(scene_seed: int, bucket: Bucket, fps: float, object_probs=None):
     """(frames uint8 (T, H, W, 3), spec) of the world scene ``scene_seed`` at the bucket's size."""
     from ..world.render import render
-    spec = scene_spec(scene_seed, bucket, fps)
+    spec = scene_spec(scene_seed, bucket, fps, object_probs)
     return render(spec), spec
 
 
@@ -63,13 +63,14 @@ class WorldClips:
     """Deterministic bucketed batches of world clips for one rank of a run."""
 
     def __init__(self, buckets: BucketTable, seed: int, fps: float = 8.0, long_caption_prob: float = 0.5,
-                 rank: int = 0, world_size: int = 1, pool_size: int | None = None):
+                 rank: int = 0, world_size: int = 1, pool_size: int | None = None, object_probs=None):
         if not 0.0 <= long_caption_prob <= 1.0:
             raise ValueError(f"long_caption_prob={long_caption_prob} must be in [0, 1]")
         if pool_size is not None and pool_size < 1:
             raise ValueError(f"pool_size={pool_size} must be >= 1 or None")
         self.buckets, self.seed, self.fps = buckets, int(seed), float(fps)
         self.long_caption_prob = long_caption_prob
+        self.object_probs = check_object_probs(object_probs)
         self.rank, self.world_size, self.pool_size = rank, world_size, pool_size
         self.pool_sizes = pool_shares(buckets, pool_size) if pool_size is not None else None
 
@@ -108,10 +109,10 @@ class WorldClips:
         videos, captions = [], []
         for s, d in zip(seeds, descriptive):
             if render_video:
-                frames, spec = render_clip(s, bucket, self.fps)
+                frames, spec = render_clip(s, bucket, self.fps, self.object_probs)
                 videos.append(frames_to_tensor(frames))
             else:
-                spec = scene_spec(s, bucket, self.fps)
+                spec = scene_spec(s, bucket, self.fps, self.object_probs)
             captions.append(caption_of(spec, d))
         video = torch.stack(videos) if videos else torch.empty(0)
         return Batch(video, captions, bucket, seeds, keys)
@@ -127,7 +128,25 @@ class WorldClips:
         return Batch(torch.stack(videos), captions, bucket, seeds)
 
 
-def scene_spec(scene_seed: int, bucket: Bucket, fps: float):
-    """The world scene ``scene_seed`` at the bucket's size (no rendering)."""
+def check_object_probs(object_probs) -> tuple[float, float, float] | None:
+    """None (the world's own uniform 1 to 3 objects) or three non-negative weights of 1, 2 and 3
+    objects with a positive sum."""
+    if object_probs is None:
+        return None
+    p = tuple(float(v) for v in object_probs)
+    if len(p) != 3 or min(p) < 0 or sum(p) <= 0:
+        raise ValueError(f"object_probs={tuple(object_probs)} must be three weights >= 0 (for 1, 2 and 3 objects) "
+                         f"with a positive sum, or None")
+    return p
+
+
+def scene_spec(scene_seed: int, bucket: Bucket, fps: float, object_probs=None):
+    """The world scene ``scene_seed`` at the bucket's size (no rendering). ``object_probs``: weights of
+    1, 2 and 3 objects (None: the world's own mix, and the same scenes as before the option existed)."""
     from ..world.scene import sample_scene
-    return sample_scene(scene_seed, width=bucket.width, height=bucket.height, frames=bucket.frames, fps=fps)
+    if object_probs is None:
+        return sample_scene(scene_seed, width=bucket.width, height=bucket.height, frames=bucket.frames, fps=fps)
+    p = np.asarray(check_object_probs(object_probs))
+    rng = np.random.default_rng(scene_seed)
+    n = int(rng.choice(3, p=p / p.sum())) + 1
+    return sample_scene(rng, width=bucket.width, height=bucket.height, frames=bucket.frames, fps=fps, n_objects=n)

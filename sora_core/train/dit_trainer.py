@@ -88,14 +88,45 @@ def masked_mse(v: torch.Tensor, target: torch.Tensor, free: torch.Tensor) -> tor
 
 
 class FlowModel(nn.Module):
-    """The trainable pair: text encoder + DiT. ``forward(x_t, t (B, T), ids, mask) -> v``."""
+    """The trainable pair: text encoder + DiT. ``forward(x_t, t (B, T), ids, mask) -> v``; with
+    ``context`` (text features already computed, e.g. by a frozen encoder) ``ids`` is not read."""
 
     def __init__(self, dit: nn.Module, text_encoder: nn.Module):
         super().__init__()
         self.dit, self.text_encoder = dit, text_encoder
 
-    def forward(self, x_t, t, ids, mask):
-        return self.dit(x_t, t, self.text_encoder(ids, mask), mask)
+    def forward(self, x_t, t, ids, mask, context=None):
+        return self.dit(x_t, t, self.text_encoder(ids, mask) if context is None else context, mask)
+
+
+class TextContextCache:
+    """Features of a frozen text encoder per caption, computed once (the pool repeats its captions;
+    a descriptive caption is up to ~300 bytes, and encoding the batch's captions cost a quarter of a
+    training step). Each caption is encoded alone, so its features do not depend on which batch or
+    padding it first came with, and a resumed run gets the same values."""
+
+    def __init__(self, text_encoder: nn.Module, device, bf16: bool):
+        self.text_encoder, self.device, self.bf16 = text_encoder, device, bf16
+        self.entries: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(context (B, L, D) float32 zero-padded, mask (B, L) bool) for ``captions``."""
+        for c in captions:
+            if c not in self.entries:
+                ids, mask = self.text_encoder.tokenize([c])
+                with autocast(self.device, self.bf16):
+                    self.entries[c] = self.text_encoder(ids.to(self.device), mask.to(self.device))[0].cpu()
+        rows = [self.entries[c] for c in captions]
+        n = max(r.shape[0] for r in rows)
+        context = torch.zeros(len(rows), n, rows[0].shape[1], dtype=torch.float32)
+        mask = torch.zeros(len(rows), n, dtype=torch.bool)
+        for i, r in enumerate(rows):
+            context[i, : r.shape[0]], mask[i, : r.shape[0]] = r, True
+        return context.to(self.device), mask.to(self.device)
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,8 +170,12 @@ class DiTTrainer(StageTrainer):
         self.buckets = BucketTable.from_dict(p.buckets)
         self.buckets.validate(self.vae_cfg.temporal_factor, self.vae_cfg.spatial_factor, self.dit_cfg.patch_size)
         self.data = WorldClips(self.buckets, p.seed, p.fps, p.long_caption_prob, self.env.rank,
-                               self.env.world_size, p.pool_size)
-        self.cache = LatentCache(self.run_dir / f"latent_cache.r{self.env.rank}.safetensors", self.vae_id)
+                               self.env.world_size, p.pool_size, p.object_probs)
+        scenes = "" if p.object_probs is None else f"object_probs={list(self.data.object_probs)}"
+        self.cache = LatentCache(self.run_dir / f"latent_cache.r{self.env.rank}.safetensors", self.vae_id,
+                                 scenes=scenes)
+        self.text_cache = None if p.train_text_encoder else TextContextCache(text_encoder, self.env.device,
+                                                                            p.loop.bf16)
 
     def _load_vae(self):
         """The frozen VAE and an id of its latent space (encoder weights + statistics)."""
@@ -234,7 +269,7 @@ class DiTTrainer(StageTrainer):
     def _encode_pool_entry(self, key, bucket) -> torch.Tensor:
         from ..video_io import frames_to_tensor
         from .data import render_clip
-        frames, _ = render_clip(self.data.pool_scene_seed(key), bucket, self.data.fps)
+        frames, _ = render_clip(self.data.pool_scene_seed(key), bucket, self.data.fps, self.data.object_probs)
         return self.encode(frames_to_tensor(frames)[None])[0]
 
     # -- the loss -------------------------------------------------------------------------------------
@@ -251,9 +286,14 @@ class DiTTrainer(StageTrainer):
         given, t, noise = given.to(dev), t.to(dev), noise.to(dev)
         t_frames = torch.where(given, torch.zeros((), device=dev), t[:, None].expand(-1, z.shape[2]))
         x_t, target = flow_pair(z, noise, t_frames)
-        ids, mask = self.module.text_encoder.tokenize(captions)
+        if self.text_cache is None:
+            ids, mask = self.module.text_encoder.tokenize(captions)
+            ids, mask, context = ids.to(dev), mask.to(dev), None
+        else:
+            context, mask = self.text_cache(captions)
+            ids = None
         with autocast(dev, p.loop.bf16):
-            v = self.model(x_t, t_frames, ids.to(dev), mask.to(dev))
+            v = self.model(x_t, t_frames, ids, mask, context)
         loss = masked_mse(v, target, ~given)
         return loss, {"given_frac": float(given.float().mean())}
 

@@ -1,8 +1,9 @@
 """Latents of pool scenes, encoded once by the frozen VAE and kept (bf16) in memory and on disk.
 
 Encoding is clip by clip and deterministic, so the cache only saves time: a lost or stale cache file
-is rebuilt on demand and gives the same values. The file records which VAE made it and is ignored
-when that differs.
+is rebuilt on demand and gives the same values. The file records which VAE made it and which scene
+distribution (``scenes``, e.g. the object mix) its entries were drawn from, and is ignored when either
+differs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from safetensors.torch import load_file, save_file
 class LatentCache:
     """``{(bucket index, pool entry): latent (C, T, H, W)}`` for one rank."""
 
-    def __init__(self, path: str | Path, vae_id: str, save_interval_s: float = 600.0):
+    def __init__(self, path: str | Path, vae_id: str, save_interval_s: float = 600.0, scenes: str = ""):
         self.path, self.vae_id, self.save_interval_s = Path(path), vae_id, save_interval_s
+        self.scenes = scenes
         self.entries: dict[tuple[int, int], torch.Tensor] = {}
         self.dirty, self.last_save = False, time.time()
         self.hits = self.misses = 0
@@ -30,7 +32,8 @@ class LatentCache:
 
     def _load(self) -> None:
         with safe_open(str(self.path), framework="pt") as f:
-            if (f.metadata() or {}).get("vae_id") != self.vae_id:
+            meta = f.metadata() or {}
+            if meta.get("vae_id") != self.vae_id or meta.get("scenes", "") != self.scenes:
                 return
         for k, v in load_file(str(self.path)).items():
             b, j = (int(s) for s in k.split("_"))
@@ -55,7 +58,7 @@ class LatentCache:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        save_file({f"{b}_{j}": v for (b, j), v in self.entries.items()}, str(tmp), metadata={"vae_id": self.vae_id})
+        save_file({f"{b}_{j}": v for (b, j), v in self.entries.items()}, str(tmp), metadata={"vae_id": self.vae_id, "scenes": self.scenes})
         os.replace(tmp, self.path)
         self.dirty, self.last_save = False, time.time()
 
