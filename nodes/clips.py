@@ -11,8 +11,9 @@ IMAGES = ("IMAGE", {"tooltip": "Frames (T, H, W, 3)."})
 class SoraConcatClips:
     CATEGORY = CATEGORY
     DESCRIPTION = ("Join two clips in time. A chained extension repeats some frames of the clip it "
-                   "continues: `overlap` of them are dropped, from the start of the second clip or the "
-                   "end of the first.")
+                   "continues: `overlap` of them are kept once, cross-faded from the first clip's version "
+                   "to the second's (fade), or dropped from the start of the second clip or the end of "
+                   "the first.")
     RETURN_TYPES = ("IMAGE", "INT")
     RETURN_NAMES = ("images", "frame_count")
     OUTPUT_TOOLTIPS = ("The joined frames.", "Number of frames of the joined clip.")
@@ -29,11 +30,17 @@ class SoraConcatClips:
             "drop_from": (list(clips.STITCH_DROP), {
                 "default": "second_start",
                 "tooltip": "Drop the overlap from the start of the second clip (extend forward) or the "
-                           "end of the first (extend backward)."}),
+                           "end of the first (extend backward). Not used when fade is on."}),
+        }, "optional": {
+            "fade": ("BOOLEAN", {
+                "default": True,
+                "tooltip": "Keep the overlap frames once as a cross-fade from the first clip's version to "
+                           "the second's, so the join does not jump from the given frames to their slightly "
+                           "softer generated copies. Off: drop one version (drop_from)."}),
         }}
 
-    def concat(self, first, second, overlap, drop_from):
-        out = clips.stitch(first, second, overlap, drop_from)
+    def concat(self, first, second, overlap, drop_from, fade=True):
+        out = clips.stitch(first, second, overlap, drop_from, fade=fade)
         return (out, out.shape[0])
 
 

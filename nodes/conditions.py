@@ -4,7 +4,7 @@ can append to conditions made upstream. Frames must already have the output's wi
 
 from __future__ import annotations
 
-from sora_core import clips, graph_ops
+from sora_core import clips, conditions, graph_ops
 
 CATEGORY = "Sora/conditions"
 CONDS = "SORA_FRAME_CONDITIONS"
@@ -14,6 +14,8 @@ STRENGTH = ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.05,
 LATENT_FRAMES = ("INT", {"default": 1, "min": 1, "max": 64,
                          "tooltip": "Latent frames of context (each is one frame at the start, else "
                                     "temporal-factor frames)."})
+# extensions default to 2: the motion so far, and 5 (forward) / 8 (backward) frames to cross-fade over
+EXTEND_LATENT_FRAMES = ("INT", {**LATENT_FRAMES[1], "default": conditions.EXTEND_CONTEXT})
 PREVIOUS = {"optional": {"previous": (CONDS, {"tooltip": "Conditions to add these to (later ones win on shared frames)."})}}
 
 
@@ -56,7 +58,7 @@ class SoraExtendForward(_ConditionNode):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"model": MODEL, "video": ("IMAGE", {"tooltip": "The video to continue."}),
-                             "latent_frames": LATENT_FRAMES, "strength": STRENGTH}, **PREVIOUS}
+                             "latent_frames": EXTEND_LATENT_FRAMES, "strength": STRENGTH}, **PREVIOUS}
 
     def build(self, model, video, latent_frames, strength, previous=None):
         conds, overlap = graph_ops.extend_conditions(model, video, "forward", latent_frames, strength)
@@ -73,7 +75,7 @@ class SoraExtendBackward(_ConditionNode):
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"model": MODEL, "video": ("IMAGE", {"tooltip": "The video to lead into."}),
-                             "latent_frames": LATENT_FRAMES, "strength": STRENGTH}, **PREVIOUS}
+                             "latent_frames": EXTEND_LATENT_FRAMES, "strength": STRENGTH}, **PREVIOUS}
 
     def build(self, model, video, latent_frames, strength, previous=None):
         conds, overlap = graph_ops.extend_conditions(model, video, "backward", latent_frames, strength)

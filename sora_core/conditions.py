@@ -38,6 +38,7 @@ from typing import Sequence
 import torch
 from einops import rearrange, repeat
 
+from .clips import crossfade
 from .flow import Denoiser, add_noise, expand_sigma, sdedit_start_sigma
 
 
@@ -177,7 +178,8 @@ class ConditionPlan:
     """Conditions for one feature plus how to splice the generated pixels with the given ones.
 
     ``assemble(generated)`` returns before + generated[drop_start : T - drop_end] + after, where
-    ``before``/``after`` are given pixel videos (B, 3, T, H, W) or None.
+    ``before``/``after`` are given pixel videos (B, 3, T, H, W) or None; the generated frames at
+    ``drop_start`` / ``drop_end`` are the decoded versions of given frames (the context).
     """
     conditions: tuple[FrameCondition, ...]
     before: torch.Tensor | None = None
@@ -185,15 +187,27 @@ class ConditionPlan:
     drop_start: int = 0
     drop_end: int = 0
 
-    def assemble(self, video: torch.Tensor) -> torch.Tensor:
-        """Splice a generated video (B, 3, T, H, W) or (3, T, H, W) with the given pixel frames."""
+    def assemble(self, video: torch.Tensor, fade: bool = True) -> torch.Tensor:
+        """Splice a generated video (B, 3, T, H, W) or (3, T, H, W) with the given pixel frames.
+
+        ``fade`` (default): the context frames are kept once as a cross-fade from the given pixels to
+        their generated (decoded) version, or back (``clips.crossfade``), so the join does not jump
+        from the given frames' sharpness to the VAE's; else the generated versions are dropped."""
         squeeze = video.ndim == 4
         v = video[None] if squeeze else video
-        v = v[:, :, self.drop_start: v.shape[2] - self.drop_end]
-        parts = [p.to(v) for p in (self.before,) if p is not None] + [v]
-        parts += [p.to(v) for p in (self.after,) if p is not None]
-        out = torch.cat(parts, dim=2)
-        return out[0] if squeeze else out
+        if self.before is not None and fade and self.drop_start:
+            v = crossfade(self.before.to(v), v, self.drop_start, time_dim=2)
+        else:
+            v = v[:, :, self.drop_start:]
+            if self.before is not None:
+                v = torch.cat([self.before.to(v), v], dim=2)
+        if self.after is not None and fade and self.drop_end:
+            v = crossfade(v, self.after.to(v), self.drop_end, time_dim=2)
+        else:
+            v = v[:, :, : v.shape[2] - self.drop_end]
+            if self.after is not None:
+                v = torch.cat([v, self.after.to(v)], dim=2)
+        return v[0] if squeeze else v
 
 
 def _ft(vae) -> int:
@@ -251,7 +265,11 @@ def image_at_end(vae, image: torch.Tensor, strength: float = 1.0) -> ConditionPl
     return ConditionPlan((FrameCondition(encode_end(vae, still), -1, strength),))
 
 
-def extend_forward(vae, video: torch.Tensor, latent_frames: int = 1, strength: float = 1.0) -> ConditionPlan:
+EXTEND_CONTEXT = 2   # default latent frames of context for extensions: the motion so far, and 5 (forward) or
+                     # 8 (backward) frames to cross-fade over at the join (see ConditionPlan.assemble)
+
+
+def extend_forward(vae, video: torch.Tensor, latent_frames: int = EXTEND_CONTEXT, strength: float = 1.0) -> ConditionPlan:
     """Continue a video: its last ``1 + (k-1) ft`` pixel frames become the output's first k latents.
 
     ``assemble`` returns the given video followed by the new frames (the overlap dropped once).
@@ -263,7 +281,7 @@ def extend_forward(vae, video: torch.Tensor, latent_frames: int = 1, strength: f
     return ConditionPlan((cond,), before=video, drop_start=n)
 
 
-def extend_backward(vae, video: torch.Tensor, latent_frames: int = 1, strength: float = 1.0) -> ConditionPlan:
+def extend_backward(vae, video: torch.Tensor, latent_frames: int = EXTEND_CONTEXT, strength: float = 1.0) -> ConditionPlan:
     """Lead into a video: its first ``k ft`` pixel frames become the output's last k latents.
 
     ``assemble`` returns the new frames followed by the given video (the overlap dropped once).
@@ -304,5 +322,5 @@ def sdedit(latents: torch.Tensor, denoise: float, shift: float = 1.0) -> Conditi
 
 
 __all__ = ["ConditionError", "MODES", "FrameCondition", "resolve", "prepare_latent", "condition_denoiser",
-           "ConditionPlan", "encode_start", "encode_end", "image_to_video", "image_at_end", "extend_forward",
+           "ConditionPlan", "EXTEND_CONTEXT", "encode_start", "encode_end", "image_to_video", "image_at_end", "extend_forward",
            "extend_backward", "connect", "loop", "sdedit"]

@@ -254,7 +254,8 @@ def image_conditions(handle: LoadedModel, image: torch.Tensor, position: str = "
     return build(handle.model.vae, first, strength).conditions
 
 
-def extend_conditions(handle: LoadedModel, video: torch.Tensor, direction: str, latent_frames: int = 1,
+def extend_conditions(handle: LoadedModel, video: torch.Tensor, direction: str,
+                      latent_frames: int = conditions.EXTEND_CONTEXT,
                       strength: float = 1.0) -> tuple[Conditions, int]:
     """(conditions, overlap pixel frames) to continue ``video`` forward or lead into it backward."""
     if direction not in ("forward", "backward"):

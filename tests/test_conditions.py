@@ -180,9 +180,15 @@ def test_extend_forward_picks_aligned_frames():
     # the last 1 + 4 pixel frames (4..8): frame 4 alone, then the group 5..8
     assert c.position == 0 and c.latents[0, 0, :, 0, 0].tolist() == [4.0, 6.5]
     generated = _video(13) + 100
-    out = plan.assemble(generated)
+    out = plan.assemble(generated, fade=False)
     assert out.shape[2] == 9 + 13 - 5
     assert out[0, 0, :, 0, 0].tolist() == list(range(9)) + [100.0 + i for i in range(5, 13)]
+    # by default the 5 shared frames cross-fade from the given pixels to their generated version
+    faded = plan.assemble(generated)[0, 0, :, 0, 0]
+    w = [(i + 1) / 6 for i in range(5)]
+    expect = list(range(4)) + [(1 - w[i]) * (4 + i) + w[i] * (100 + i) for i in range(5)] + \
+        [100.0 + i for i in range(5, 13)]
+    assert faded.shape[0] == 17 and torch.allclose(faded, torch.tensor(expect))
 
 
 def test_extend_backward_picks_aligned_frames():
@@ -190,9 +196,13 @@ def test_extend_backward_picks_aligned_frames():
     (c,) = plan.conditions
     # the first 2*4 pixel frames as two group latents (warm-up frame dropped)
     assert c.position == -2 and c.latents[0, 0, :, 0, 0].tolist() == [1.5, 5.5]
-    out = plan.assemble(_video(13)[0] + 100)
+    out = plan.assemble(_video(13)[0] + 100, fade=False)
     assert out.shape[1] == 13 - 8 + 9
     assert out[0, :, 0, 0].tolist() == [100.0 + i for i in range(5)] + list(range(9))
+    faded = plan.assemble(_video(13)[0] + 100)[0, :, 0, 0]          # generated -> given over 8 frames
+    w = [(i + 1) / 9 for i in range(8)]
+    expect = [100.0 + i for i in range(5)] + [(1 - w[i]) * (105 + i) + w[i] * i for i in range(8)] + [8.0]
+    assert torch.allclose(faded, torch.tensor(expect))
 
 
 def test_connect_and_loop_plans():
@@ -200,7 +210,11 @@ def test_connect_and_loop_plans():
     plan = connect(vae, _video(5), _video(5) + 50, latent_frames=1)
     assert [c.position for c in plan.conditions] == [0, -1]
     assert plan.conditions[0].latents.eq(4).all() and plan.conditions[1].latents.eq(50 + 1.5).all()
-    assert plan.assemble(_video(9) + 100).shape[2] == 5 + (9 - 1 - 4) + 5
+    assert plan.assemble(_video(9) + 100, fade=False).shape[2] == 5 + (9 - 1 - 4) + 5
+    joined = plan.assemble(_video(9) + 100)[0, 0, :, 0, 0]
+    assert joined.shape[0] == 5 + (9 - 1 - 4) + 5
+    assert joined[:4].tolist() == [0.0, 1.0, 2.0, 3.0] and joined[4] == 0.5 * 4 + 0.5 * 100   # a's last frame
+    assert joined[-1] == 54 and joined[-5] == 0.8 * 105 + 0.2 * 50                            # b's first 4 frames
     lp = loop(vae, torch.full((1, 3, 8, 8), 0.5))
     assert [c.position for c in lp.conditions] == [0, -1] and lp.drop_end == 4
     assert lp.assemble(_video(9)).shape[2] == 5

@@ -27,14 +27,29 @@ def ids(clip):
 def test_concat_node_drops_overlap_from_second_start_or_first_end(pack):
     node = pack.NODE_CLASS_MAPPINGS["SoraConcatClips"]()
     a, b = numbered(5), numbered(4, offset=10)
-    out, n = node.concat(a, b, 2, "second_start")
+    out, n = node.concat(a, b, 2, "second_start", fade=False)
     assert ids(out) == [0, 1, 2, 3, 4, 12, 13] and n == 7
-    out, n = node.concat(a, b, 2, "first_end")
+    out, n = node.concat(a, b, 2, "first_end", fade=False)
     assert ids(out) == [0, 1, 2, 10, 11, 12, 13] and n == 7
     with pytest.raises(ClipError, match="would drop all 4 frames of clip 2"):
-        node.concat(a, b, 4, "second_start")
+        node.concat(a, b, 4, "second_start", fade=False)
     with pytest.raises(ClipError, match=r"clip 2 has frames of \(4, 8\)"):
         node.concat(a, numbered(3, w=8), 0, "second_start")
+
+
+def test_concat_node_cross_fades_the_overlap_by_default(pack):
+    """The shared frames pass from the first clip's version (3, 4) to the second's (10, 11) with
+    weights 1/3 and 2/3 of the second, whichever side drop_from names."""
+    node = pack.NODE_CLASS_MAPPINGS["SoraConcatClips"]()
+    a, b = numbered(5), numbered(4, offset=10)
+    for drop_from in ("second_start", "first_end"):
+        out, n = node.concat(a, b, 2, drop_from)
+        assert n == 7 and ids(out) == [0, 1, 2, round(3 * 2 / 3 + 10 / 3), round(4 / 3 + 11 * 2 / 3), 12, 13]
+    assert torch.equal(node.concat(a, b, 0, "second_start")[0], torch.cat([a, b]))
+    with pytest.raises(ClipError, match=r"overlap=5 must be in 1..4"):
+        node.concat(a, b, 5, "second_start")
+    with pytest.raises(ClipError, match="differ in more than their length"):
+        node.concat(a, numbered(3, w=8), 1, "second_start")
 
 
 def test_trim_and_pick_nodes(pack):
