@@ -15,3 +15,23 @@ def _threads():
     """Tests run on a shared 2-core machine: keep torch to the cores it has."""
     torch.set_num_threads(2)
     yield
+
+
+def train_tiny_model(tmp, vae_steps: int = 1, dit_steps: int = 1, vae_seed: int = 0):
+    """Train and export a tiny VAE, then a tiny DiT on its latents, under ``tmp``:
+    (vae run, vae file, dit run, folder with dit.safetensors and text_encoder.safetensors)."""
+    import dataclasses
+
+    from sora_core.train.dit_trainer import DiTTrainer
+    from sora_core.train.presets import train_preset
+    from sora_core.train.vae_trainer import VAETrainer
+    vae_run = VAETrainer(dataclasses.replace(train_preset("vae", "tiny"), seed=vae_seed), tmp / f"vae{vae_seed}",
+                         progress=False)
+    vae_run.fit(steps=vae_steps)
+    (vae_path,) = vae_run.export(tmp / f"vae{vae_seed}_out")
+    if not dit_steps:
+        return vae_run, vae_path, None, None
+    dit_run = DiTTrainer(train_preset("dit", "tiny"), tmp / "dit", progress=False, vae_path=str(vae_path))
+    dit_run.fit(steps=dit_steps)
+    dit_run.export(tmp / "dit_out")
+    return vae_run, vae_path, dit_run, tmp / "dit_out"

@@ -6,10 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import train_tiny_model
 from sora_core.pipeline import SoraModel
-from sora_core.train.dit_trainer import DiTTrainer
-from sora_core.train.presets import train_preset
-from sora_core.train.vae_trainer import VAETrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,23 +23,16 @@ def _ship():
 def exported(tmp_path_factory):
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("ship")
-    vae_run = VAETrainer(train_preset("vae", "tiny"), tmp / "vae", progress=False)
-    vae_run.fit(steps=1)
-    (vae_path,) = vae_run.export(tmp / "vae_out")
-    dit_run = DiTTrainer(train_preset("dit", "tiny"), tmp / "dit", progress=False, vae_path=str(vae_path))
-    dit_run.fit(steps=1)
-    dit_run.export(tmp / "dit_out")
-    other = VAETrainer(train_preset("vae", "tiny"), tmp / "vae2", progress=False)
-    other.fit(steps=2)
-    (other_path,) = other.export(tmp / "vae2_out")
-    return tmp, vae_path, other_path
+    _, vae_path, _, dit_dir = train_tiny_model(tmp)
+    _, other_path, _, _ = train_tiny_model(tmp, vae_steps=2, dit_steps=0, vae_seed=1)   # another latent space
+    return tmp, vae_path, other_path, dit_dir
 
 
 def test_ship_writes_a_loadable_model_with_the_chosen_guidance(exported):
-    tmp, vae_path, _ = exported
+    tmp, vae_path, _, dit_dir = exported
     out = tmp / "model"
     out.mkdir()
-    assert _ship()(["--vae", str(vae_path), "--dit", str(tmp / "dit_out"), "--out", str(out), "--cfg", "2.5"]) == 0
+    assert _ship()(["--vae", str(vae_path), "--dit", str(dit_dir), "--out", str(out), "--cfg", "2.5"]) == 0
     model = SoraModel.load(out)
     assert model.schedule.cfg == 2.5
     assert model.dit.blocks[0].attn1.to_q.weight.dtype == torch.float32      # bf16 on disk, fp32 modules
@@ -49,14 +40,14 @@ def test_ship_writes_a_loadable_model_with_the_chosen_guidance(exported):
 
 
 def test_ship_refuses_bad_input_and_leaves_the_target_alone(exported):
-    tmp, vae_path, other_path = exported
+    tmp, vae_path, other_path, dit_dir = exported
     out = tmp / "model2"
     out.mkdir()
     (out / "dit.safetensors").write_bytes(b"previous")
     with pytest.raises(SystemExit):      # the DiT was trained on another VAE's latent space
-        _ship()(["--vae", str(other_path), "--dit", str(tmp / "dit_out"), "--out", str(out)])
+        _ship()(["--vae", str(other_path), "--dit", str(dit_dir), "--out", str(out)])
     with pytest.raises(SystemExit):
-        _ship()(["--vae", str(vae_path), "--dit", str(tmp / "dit_out"), "--out", str(out), "--cfg", "0.5"])
+        _ship()(["--vae", str(vae_path), "--dit", str(dit_dir), "--out", str(out), "--cfg", "0.5"])
     with pytest.raises(SystemExit):
         _ship()(["--vae", str(vae_path), "--dit", str(tmp / "nowhere"), "--out", str(out)])
     assert sorted(p.name for p in out.iterdir()) == ["dit.safetensors"]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import train_tiny_model
 from sora_core.geometry import GeometryError
 from sora_core.train.buckets import BucketTable
 from sora_core.train.common import EMA, load_checkpoint, lr_at, save_checkpoint
@@ -215,9 +216,7 @@ def test_stage_resume_continues_exactly(tmp_path, stage):
 
 def test_exported_weights_load(tmp_path):
     from sora_core.weights import load_component
-    vae_run = VAETrainer(train_preset("vae", "tiny"), tmp_path / "vae", progress=False)
-    vae_run.fit(steps=2)
-    (vae_path,) = vae_run.export(tmp_path / "model")
+    vae_run, vae_path, dit_run, dit_dir = train_tiny_model(tmp_path, vae_steps=2, dit_steps=2)
     vae, cfg = load_component(vae_path, kind="vae")
     assert len(cfg.latents_mean) == cfg.z_dim and all(s > 0 for s in cfg.latents_std)
     # decoder-only fine-tuning keeps the latent space (encoder and statistics) and changes the decoder
@@ -228,16 +227,13 @@ def test_exported_weights_load(tmp_path):
     tuned, tuned_cfg = load_component(dec_path, kind="vae")
     assert encoder_id(tuned) == encoder_id(vae) and tuned_cfg.latents_std == cfg.latents_std
     assert not torch.equal(tuned.decoder.conv_out.weight, vae.decoder.conv_out.weight)
-    dit_run = DiTTrainer(train_preset("dit", "tiny"), tmp_path / "dit", progress=False, vae_path=str(vae_path))
-    dit_run.fit(steps=2)
-    paths = dit_run.export(tmp_path / "model")
-    dit, _ = load_component(paths[0], kind="dit")
-    text, _ = load_component(paths[1], kind="text_encoder")
+    dit, _ = load_component(dit_dir / "dit.safetensors", kind="dit")
+    text, _ = load_component(dit_dir / "text_encoder.safetensors", kind="text_encoder")
     ema = dit_run.ema_module()
     assert _states_equal(dit.state_dict(), ema.dit.state_dict())
     assert _states_equal(text.state_dict(), ema.text_encoder.state_dict())
     with pytest.raises(FileExistsError):
-        dit_run.export(tmp_path / "model")
+        dit_run.export(dit_dir)
     # the unconditional (empty) prompt gives finite embeddings
     emb = text.eval()(*text.tokenize([""]))
     assert torch.isfinite(emb).all()
