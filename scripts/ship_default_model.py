@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from sora_core.train.vae_trainer import encoder_id  # noqa: E402
 from sora_core.configs import from_json, to_json  # noqa: E402
 from sora_core.pipeline import SCHEDULE_KEY  # noqa: E402
+from sora_core.samplers import SAMPLERS  # noqa: E402
 from sora_core.weights import load_component, read_metadata, save_component  # noqa: E402
 
 BUDGET_MB = 50.0
@@ -37,9 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cfg", type=float, default=None,
                    help="default guidance scale shipped in the DiT's sampling schedule (default: the training "
                         "preset's); choose it on prompts the evaluation does not use")
+    p.add_argument("--sampler", default=None, choices=sorted(SAMPLERS),
+                   help="default sampler shipped in the schedule (default: the training preset's)")
+    p.add_argument("--shift", type=float, default=None,
+                   help="default resolution shift of the sigma schedule (default: the training preset's)")
     args = p.parse_args(argv)
     if args.cfg is not None and not 1.0 <= args.cfg <= 30.0:
         p.error(f"--cfg={args.cfg} must be in [1, 30]")
+    if args.shift is not None and not 0.1 <= args.shift <= 20.0:
+        p.error(f"--shift={args.shift} must be in [0.1, 20]")
+    chosen = {k: v for k, v in (("cfg", args.cfg), ("sampler", args.sampler), ("shift", args.shift)) if v is not None}
 
     vae_path, dit_dir, out = Path(args.vae), Path(args.dit), Path(args.out)
     sources = {"vae": vae_path, "dit": dit_dir / "dit.safetensors", "text_encoder": dit_dir / "text_encoder.safetensors"}
@@ -60,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         # provenance and the sampling metadata (sora.schedule, ...); save_component writes config and format
         meta = {k: v for k, v in src_meta.items()
                 if k in KEEP or k.startswith("sora.") and k not in ("sora.config", "sora.format")}
-        if kind == "dit" and args.cfg is not None:
-            schedule = dataclasses.replace(from_json(meta[SCHEDULE_KEY]), cfg=args.cfg)
+        if kind == "dit" and chosen:
+            schedule = dataclasses.replace(from_json(meta[SCHEDULE_KEY]), **chosen)
             meta[SCHEDULE_KEY] = to_json(schedule)
         written.append(save_component(staged / f"{kind}.safetensors", module, cfg, metadata=meta, dtype=dtype))
     total = sum(f.stat().st_size for f in written) / 2 ** 20

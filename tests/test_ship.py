@@ -32,9 +32,10 @@ def test_ship_writes_a_loadable_model_with_the_chosen_guidance(exported):
     tmp, vae_path, _, dit_dir = exported
     out = tmp / "model"
     out.mkdir()
-    assert _ship()(["--vae", str(vae_path), "--dit", str(dit_dir), "--out", str(out), "--cfg", "2.5"]) == 0
+    assert _ship()(["--vae", str(vae_path), "--dit", str(dit_dir), "--out", str(out), "--cfg", "2.5",
+                    "--sampler", "euler_ancestral", "--shift", "2"]) == 0
     model = SoraModel.load(out)
-    assert model.schedule.cfg == 2.5
+    assert (model.schedule.cfg, model.schedule.sampler, model.schedule.shift) == (2.5, "euler_ancestral", 2.0)
     assert model.dit.blocks[0].attn1.to_q.weight.dtype == torch.float32      # bf16 on disk, fp32 modules
     assert sorted(p.name for p in out.iterdir()) == ["dit.safetensors", "text_encoder.safetensors", "vae.safetensors"]
 
@@ -48,6 +49,10 @@ def test_ship_refuses_bad_input_and_leaves_the_target_alone(exported):
         _ship()(["--vae", str(other_path), "--dit", str(dit_dir), "--out", str(out)])
     with pytest.raises(SystemExit):
         _ship()(["--vae", str(vae_path), "--dit", str(dit_dir), "--out", str(out), "--cfg", "0.5"])
+    with pytest.raises(SystemExit):
+        _ship()(["--vae", str(vae_path), "--dit", str(dit_dir), "--out", str(out), "--sampler", "ddim"])
+    with pytest.raises(SystemExit):
+        _ship()(["--vae", str(vae_path), "--dit", str(dit_dir), "--out", str(out), "--shift", "0"])
     with pytest.raises(SystemExit):
         _ship()(["--vae", str(vae_path), "--dit", str(tmp / "nowhere"), "--out", str(out)])
     assert sorted(p.name for p in out.iterdir()) == ["dit.safetensors"]
