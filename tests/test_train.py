@@ -346,6 +346,10 @@ def test_pretrained_text_encoder_reads_captions_and_stays_frozen_in_the_dit_stag
         batched = text(ids, mask).float()
     ctx, cmask = alone(caps)
     assert torch.equal(cmask, mask) and torch.allclose(ctx, batched, atol=0.05)
+    small = TextContextCache(text, "cpu", True, max_entries=2)       # least recently used dropped first
+    small(caps[:1]), small(caps[1:]), small(caps[:1]), small(["a blue box"])
+    assert list(small.entries) == [caps[0], "a blue box"]
+    assert torch.equal(small(caps)[0], ctx)
 
     # and a run on the frozen encoder resumes exactly
     straight = DiTTrainer(frozen, tmp_path / "d2", progress=False, text_path=str(text_path))

@@ -10,6 +10,7 @@ descriptive ones and are dropped to the empty prompt for classifier-free guidanc
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -103,21 +104,30 @@ class TextContextCache:
     """Features of a frozen text encoder per caption, computed once (the pool repeats its captions;
     a descriptive caption is up to ~300 bytes, and encoding the batch's captions cost a quarter of a
     training step). Each caption is encoded alone, so its features do not depend on which batch or
-    padding it first came with, and a resumed run gets the same values."""
+    padding it first came with, and a resumed run gets the same values. At most ``max_entries``
+    captions are kept, the least recently used dropped first (a run drawing fresh scenes rarely
+    repeats a descriptive caption, but its short captions recur)."""
 
-    def __init__(self, text_encoder: nn.Module, device, bf16: bool):
-        self.text_encoder, self.device, self.bf16 = text_encoder, device, bf16
-        self.entries: dict[str, torch.Tensor] = {}
+    def __init__(self, text_encoder: nn.Module, device, bf16: bool, max_entries: int = 16384):
+        if max_entries < 1:
+            raise ValueError(f"max_entries={max_entries} must be >= 1")
+        self.text_encoder, self.device, self.bf16, self.max_entries = text_encoder, device, bf16, max_entries
+        self.entries: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     @torch.no_grad()
     def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(context (B, L, D) float32 zero-padded, mask (B, L) bool) for ``captions``."""
+        rows = []
         for c in captions:
-            if c not in self.entries:
+            if c in self.entries:
+                self.entries.move_to_end(c)
+            else:
                 ids, mask = self.text_encoder.tokenize([c])
                 with autocast(self.device, self.bf16):
                     self.entries[c] = self.text_encoder(ids.to(self.device), mask.to(self.device))[0].cpu()
-        rows = [self.entries[c] for c in captions]
+                while len(self.entries) > self.max_entries:
+                    self.entries.popitem(last=False)
+            rows.append(self.entries[c])
         n = max(r.shape[0] for r in rows)
         context = torch.zeros(len(rows), n, rows[0].shape[1], dtype=torch.float32)
         mask = torch.zeros(len(rows), n, dtype=torch.bool)
