@@ -173,11 +173,26 @@ def test_timeout_cancels_and_is_not_retried(stubs, workflow, tmp_path):
 def test_ctrl_c_cancels_the_running_prompts(stubs, workflow, tmp_path):
     import _thread
     import threading
+    import time
     slow = stubs("slow", step_delay=0.5)
-    jobs = batch.prepare(str(workflow), [slow.url], ["2.steps=20"], None)
-    threading.Timer(1.0, _thread.interrupt_main).start()
-    with pytest.raises(KeyboardInterrupt):
-        batch.run_batch([slow.url], jobs, tmp_path / "out", 0, 30.0, stream=io.StringIO())
+    jobs = batch.prepare(str(workflow), [slow.url], ["2.steps=40"], None)
+
+    def press_ctrl_c_once_running():     # the prompt is on the server (20 s of work left) before Ctrl+C
+        deadline = time.monotonic() + 15.0
+        while not slow.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        _thread.interrupt_main()
+
+    threading.Thread(target=press_ctrl_c_once_running, daemon=True).start()
+    stream = io.StringIO()
+    try:
+        batch.run_batch([slow.url], jobs, tmp_path / "out", 0, 60.0, stream=stream)
+    except KeyboardInterrupt:
+        pass
+    else:
+        pytest.fail("run_batch returned before Ctrl+C: " + "; ".join(f"{j.name} {j.status} {j.message}" for j in jobs)
+                    + "\n" + stream.getvalue())
     assert len(slow.received) == 1 and slow.interrupted == [slow.accepted_ids[0]]
 
 
