@@ -232,16 +232,27 @@ def encode_start(vae, video: torch.Tensor) -> torch.Tensor:
     return vae.encode(video)
 
 
+STILL_WARMUP = 5   # latent groups of causal warm-up in front of a still image at the end (image_at_end)
+
+
 @torch.no_grad()
-def encode_end(vae, video: torch.Tensor) -> torch.Tensor:
+def encode_end(vae, video: torch.Tensor, warmup: int = 0) -> torch.Tensor:
     """Latents of ``k * ft`` pixel frames meant for the end of an output: k group latents.
 
-    A copy of the first frame is encoded in front as the causal warm-up, then dropped.
+    The first frame, held for ``1 + warmup * ft`` frames, is encoded in front as the causal warm-up,
+    then its latents are dropped. A video's head takes one warm-up frame (``warmup=0``): its latents
+    are then those of the video encoded from its start. A still image takes ``STILL_WARMUP`` groups
+    (``image_at_end``): the causal encoder remembers many groups back, and a still encoded after a
+    single warm-up frame gets a latent that decodes several grey levels off the image inside a video
+    (loop seams jumped by that much); after 5 groups the latent is within 1 % of a long still's.
     """
     ft = _ft(vae)
     if video.shape[2] % ft:
         raise ConditionError(f"frames for the end of a video come in groups of {ft}; got {video.shape[2]}")
-    return vae.encode(torch.cat([video[:, :, :1], video], dim=2))[:, :, 1:]
+    if warmup < 0:
+        raise ConditionError(f"warmup must be >= 0 latent groups, got {warmup}")
+    lead = video[:, :, :1].expand(-1, -1, 1 + warmup * ft, -1, -1)
+    return vae.encode(torch.cat([lead, video], dim=2))[:, :, 1 + warmup:]
 
 
 def _context_frames(vae, video: torch.Tensor, latent_frames: int, needed: int, name: str) -> None:
@@ -259,10 +270,11 @@ def image_to_video(vae, image: torch.Tensor, strength: float = 1.0) -> Condition
 
 
 def image_at_end(vae, image: torch.Tensor, strength: float = 1.0) -> ConditionPlan:
-    """End on an image: a still of ft frames of it becomes the last latent frame (the last ft pixels)."""
+    """End on an image: a still of ft frames of it becomes the last latent frame (the last ft pixels),
+    encoded as the steady state of the image held still (``STILL_WARMUP``)."""
     image = _as_video(image, "image")[:, :, :1]
     still = repeat(image, "b c 1 h w -> b c t h w", t=_ft(vae))
-    return ConditionPlan((FrameCondition(encode_end(vae, still), -1, strength),))
+    return ConditionPlan((FrameCondition(encode_end(vae, still, warmup=STILL_WARMUP), -1, strength),))
 
 
 EXTEND_CONTEXT = 2   # default latent frames of context for extensions: the motion so far, and 5 (forward) or
@@ -322,5 +334,5 @@ def sdedit(latents: torch.Tensor, denoise: float, shift: float = 1.0) -> Conditi
 
 
 __all__ = ["ConditionError", "MODES", "FrameCondition", "resolve", "prepare_latent", "condition_denoiser",
-           "ConditionPlan", "EXTEND_CONTEXT", "encode_start", "encode_end", "image_to_video", "image_at_end", "extend_forward",
+           "ConditionPlan", "EXTEND_CONTEXT", "STILL_WARMUP", "encode_start", "encode_end", "image_to_video", "image_at_end", "extend_forward",
            "extend_backward", "connect", "loop", "sdedit"]

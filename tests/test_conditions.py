@@ -6,7 +6,7 @@ import pytest
 import torch
 from einops import reduce, repeat
 
-from sora_core.conditions import (ConditionError, FrameCondition, condition_denoiser, connect, extend_backward,
+from sora_core.conditions import (ConditionError, FrameCondition, condition_denoiser, connect, encode_end, extend_backward,
                                   extend_forward, image_at_end, image_to_video, loop, prepare_latent, resolve,
                                   sdedit)
 from sora_core.flow import add_noise, expand_sigma, sdedit_start_sigma, sigma_schedule
@@ -172,6 +172,26 @@ def test_image_to_video_and_image_at_end():
     (end,) = image_at_end(vae, img).conditions
     assert start.position == 0 and start.latents.shape == (1, 3, 1, 4, 4) and start.latents.eq(0.25).all()
     assert end.position == -1 and end.latents.shape == (1, 3, 1, 4, 4) and end.latents.eq(0.25).all()
+
+
+def test_image_at_end_is_the_steady_state_of_the_still():
+    """A causal VAE remembers groups back: the still at the end must be encoded as the image held
+    still for a while (its latent inside a long still video), not as the 4 frames after a video's
+    first frame (the old 1-frame warm-up, which left loop seams jumping)."""
+    from sora_core.configs import vae_preset
+    from sora_core.vae import VideoVAE
+    torch.manual_seed(0)
+    vae = VideoVAE(vae_preset("tiny4")).eval()
+    img = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    long_still = repeat(img, "b c h w -> b c t h w", t=1 + 4 * 16)
+    with torch.no_grad():
+        steady = vae.encode(long_still)[:, :, -1:]
+        one_frame = encode_end(vae, long_still[:, :, :4], warmup=0)
+    (end,) = image_at_end(vae, img).conditions
+    err_new, err_old = (end.latents - steady).abs().mean(), (one_frame - steady).abs().mean()
+    assert err_new < 0.5 * err_old, (err_new, err_old)
+    with pytest.raises(ConditionError, match="warmup"):
+        encode_end(vae, long_still[:, :, :4], warmup=-1)
 
 
 def test_extend_forward_picks_aligned_frames():
