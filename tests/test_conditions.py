@@ -9,8 +9,10 @@ from einops import reduce, repeat
 from sora_core.conditions import (ConditionError, FrameCondition, condition_denoiser, connect, encode_end, extend_backward,
                                   extend_forward, image_at_end, image_to_video, loop, prepare_latent, resolve,
                                   sdedit)
+from sora_core.configs import vae_preset
 from sora_core.flow import add_noise, expand_sigma, sdedit_start_sigma, sigma_schedule
 from sora_core.samplers import SAMPLERS
+from sora_core.vae import VideoVAE
 
 SHAPE = (1, 2, 5, 4, 4)      # (B, C, T_lat, H, W)
 
@@ -178,8 +180,6 @@ def test_image_at_end_is_the_steady_state_of_the_still():
     """A causal VAE remembers groups back: the still at the end must be encoded as the image held
     still for a while (its latent inside a long still video), not as the 4 frames after a video's
     first frame (the old 1-frame warm-up, which left loop seams jumping)."""
-    from sora_core.configs import vae_preset
-    from sora_core.vae import VideoVAE
     torch.manual_seed(0)
     vae = VideoVAE(vae_preset("tiny4")).eval()
     img = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
