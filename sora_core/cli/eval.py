@@ -55,6 +55,8 @@ def register(subparsers) -> None:
     gen.add_argument("--height", type=int, default=None, help="height (default: the model's)")
     gen.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     gen.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the model's)")
+    gen.add_argument("--sampler", default=None, help="sampler, e.g. euler, heun, dpmpp_2m (default: the model's)")
+    gen.add_argument("--shift", type=float, default=None, help="schedule shift (default: the model's)")
     gen.add_argument("--device", default="cpu", help="cpu, cuda ...")
     p.add_argument("--out", default="eval_report", help="report folder; a new name if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -107,6 +109,7 @@ def _check_args(args) -> None:
         raise CLIError("--generate needs either --prompts FILE or --prompt-set world|world-single")
     if args.count < 1:
         raise CLIError(f"--count must be >= 1, got {args.count}")
+    _check_sampling(args)
 
 
 def _settings(args, extra: dict) -> dict:
@@ -139,16 +142,32 @@ def run(args) -> int:
         size = dict(width=args.width or d.width, height=args.height or d.height, frames=args.frames or d.frames)
         entries = (read_prompt_file(args.prompts, need_file=False) if args.prompts else
                    world_prompt_set(args.prompt_set, args.count, args.seed, fps=d.fps, **size))
-        settings = RunSettings(args.frames, args.height, args.width, args.steps, args.cfg, strengths)
+        settings = RunSettings(args.frames, args.height, args.width, args.steps, args.cfg, strengths,
+                               args.sampler, args.shift)
         out = prepare_out_dir(args.out)
         results = evaluate_generated(model, entries, seeds, tasks, out, settings, progress=progress)
         extra = {"model": args.model or "default", "prompts": args.prompts or
                  f"{args.prompt_set} x {args.count} (seed {args.seed})", "seeds": args.seeds,
                  "tasks": ",".join(tasks), "size": f"{size['frames']} frames of {size['width']}x{size['height']}",
-                 "steps": args.steps or model.schedule.steps, "clips": len(results)}
+                 "steps": args.steps or model.schedule.steps, "cfg": model.schedule.cfg if args.cfg is None else args.cfg,
+                 "sampler": args.sampler or model.schedule.sampler,
+                 "shift": args.shift or model.schedule.shift, "clips": len(results)}
     paths = write_report(out, results, _settings(args, extra))
     print(f"wrote {paths['md']} ({len(results)} clips), report.json and figures/ in {out}")
     return 0
+
+
+def _check_sampling(args) -> None:
+    """Bad --sampler / --steps / --cfg / --shift fail before the model loads."""
+    from ..samplers import SAMPLERS
+    if args.sampler is not None and args.sampler not in SAMPLERS:
+        raise CLIError(f"--sampler {args.sampler!r} is unknown; allowed: {', '.join(SAMPLERS)}")
+    if args.steps is not None and args.steps < 1:
+        raise CLIError(f"--steps must be >= 1, got {args.steps}")
+    if args.cfg is not None and args.cfg < 0:
+        raise CLIError(f"--cfg must be >= 0, got {args.cfg}")
+    if args.shift is not None and args.shift <= 0:
+        raise CLIError(f"--shift must be > 0, got {args.shift}")
 
 
 def _load_model(args):

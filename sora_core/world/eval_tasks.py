@@ -38,6 +38,8 @@ class RunSettings:
     steps: int | None = None
     cfg: float | None = None
     strengths: tuple[float, ...] = SDEDIT_STRENGTHS
+    sampler: str | None = None
+    shift: float | None = None
 
 
 @dataclass
@@ -75,7 +77,7 @@ def _generate(model, entry: PromptEntry, seed: int, s: RunSettings, **kw) -> np.
     frames, height, width, _ = _grid(model, s)
     plan = kw.pop("plan", None)
     result = generate(model, entry.prompt, frames=frames, height=height, width=width, steps=s.steps,
-                      cfg=s.cfg, seed=seed, conditions=plan if plan is not None else (), **kw)
+                      cfg=s.cfg, sampler=s.sampler, shift=s.shift, seed=seed, conditions=plan if plan is not None else (), **kw)
     video = plan.assemble(result.video) if plan is not None else result.video
     return tensor_to_frames(video)
 
