@@ -201,11 +201,11 @@ _DIT_PRESETS = {
         # object from noise is what text-to-video lacks; two and three objects keep binding in training
         object_probs=(0.6, 0.25, 0.15)),
     # the default recipe continued from trained weights (--init shipped): half the peak learning rate
-    # and a short warmup, since a restart at 5e-4 spent ~2,500 steps climbing back to its starting loss
+    # and a short warmup (9,000 steps), since a restart at 5e-4 spent ~2,500 steps climbing back to its starting loss
     "default-continue": lambda: dataclasses.replace(
         _DIT_PRESETS["default"](), name="default-continue",
         optim=OptimConfig(lr=2.5e-4, warmup=100, min_lr_ratio=0.05, ema_decay=0.998),
-        loop=LoopConfig(steps=7000, log_every=10, eval_every=500, ckpt_every=100)),
+        loop=LoopConfig(steps=9000, log_every=10, eval_every=500, ckpt_every=100)),
 }
 
 _TEXT_PRESETS = {
