@@ -171,6 +171,17 @@ def test_timeout_cancels_and_is_not_retried(stubs, workflow, tmp_path):
 
 
 def test_ctrl_c_cancels_the_running_prompts(stubs, workflow, tmp_path):
+    import signal
+    # a process started in the background of a non-interactive shell inherits SIGINT ignored, and then
+    # interrupt_main() does nothing: give it Python's own handler, as in a terminal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_while_running(stubs, workflow, tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ctrl_c_while_running(stubs, workflow, tmp_path):
     import _thread
     import threading
     import time
