@@ -19,6 +19,19 @@ class CLIError(Exception):
     """A user error on the command line: printed without a traceback, exit code 2."""
 
 
+def check_sampling_args(args) -> None:
+    """The sampling options that ``sora generate`` and ``sora eval`` share (--steps, --cfg, --shift,
+    --sampler; None = the model's), checked before any model loads."""
+    for name, lo, strict in (("steps", 1, False), ("cfg", 0.0, False), ("shift", 0.0, True)):
+        v = getattr(args, name)
+        if v is not None and (v <= lo if strict else v < lo):
+            raise CLIError(f"--{name} must be {'>' if strict else '>='} {lo}, got --{name}={v}")
+    if args.sampler is not None:
+        from ..samplers import SAMPLERS, SamplerError
+        if args.sampler not in SAMPLERS:
+            raise SamplerError(f"--sampler {args.sampler!r} is unknown; allowed: {', '.join(SAMPLERS)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sora", description="Sora-style video generation with a small default model that runs on a CPU.")

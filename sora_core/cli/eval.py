@@ -27,7 +27,7 @@ import shlex
 import sys
 import time
 
-from . import CLIError
+from . import CLIError, check_sampling_args
 
 DEFAULT_TASKS = "t2v"
 
@@ -109,7 +109,7 @@ def _check_args(args) -> None:
         raise CLIError("--generate needs either --prompts FILE or --prompt-set world|world-single")
     if args.count < 1:
         raise CLIError(f"--count must be >= 1, got {args.count}")
-    _check_sampling(args)
+    check_sampling_args(args)
 
 
 def _settings(args, extra: dict) -> dict:
@@ -149,25 +149,11 @@ def run(args) -> int:
         extra = {"model": args.model or "default", "prompts": args.prompts or
                  f"{args.prompt_set} x {args.count} (seed {args.seed})", "seeds": args.seeds,
                  "tasks": ",".join(tasks), "size": f"{size['frames']} frames of {size['width']}x{size['height']}",
-                 "steps": args.steps or model.schedule.steps, "cfg": model.schedule.cfg if args.cfg is None else args.cfg,
-                 "sampler": args.sampler or model.schedule.sampler,
-                 "shift": args.shift or model.schedule.shift, "clips": len(results)}
+                 **{k: getattr(model.schedule, k) if getattr(args, k) is None else getattr(args, k)
+                    for k in ("steps", "cfg", "sampler", "shift")}, "clips": len(results)}
     paths = write_report(out, results, _settings(args, extra))
     print(f"wrote {paths['md']} ({len(results)} clips), report.json and figures/ in {out}")
     return 0
-
-
-def _check_sampling(args) -> None:
-    """Bad --sampler / --steps / --cfg / --shift fail before the model loads."""
-    from ..samplers import SAMPLERS
-    if args.sampler is not None and args.sampler not in SAMPLERS:
-        raise CLIError(f"--sampler {args.sampler!r} is unknown; allowed: {', '.join(SAMPLERS)}")
-    if args.steps is not None and args.steps < 1:
-        raise CLIError(f"--steps must be >= 1, got {args.steps}")
-    if args.cfg is not None and args.cfg < 0:
-        raise CLIError(f"--cfg must be >= 0, got {args.cfg}")
-    if args.shift is not None and args.shift <= 0:
-        raise CLIError(f"--shift must be > 0, got {args.shift}")
 
 
 def _load_model(args):

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import CLIError
+from . import CLIError, check_sampling_args
 
 SAMPLER_HELP = "euler, heun, dpmpp_2m or euler_ancestral"
 
@@ -93,8 +93,8 @@ def _check_output(out: str) -> Path:
 
 
 def _check_numbers(args) -> None:
-    for name, lo, strict in (("steps", 1, False), ("cfg", 0.0, False), ("shift", 0.0, True), ("fps", 0.0, True),
-                             ("seconds", 0.0, True)):
+    check_sampling_args(args)
+    for name, lo, strict in (("fps", 0.0, True), ("seconds", 0.0, True)):
         v = getattr(args, name)
         if v is not None and (v <= lo if strict else v < lo):
             raise CLIError(f"--{name}={v} must be {'>' if strict else '>='} {lo}")

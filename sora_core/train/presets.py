@@ -179,6 +179,12 @@ _VAE_PRESETS = {
         loop=LoopConfig(steps=4000, log_every=10, eval_every=250, ckpt_every=100)),
 }
 
+def _continued(p, name: str, lr: float, warmup: int, steps: int):
+    """Preset ``p`` with another peak learning rate, warmup and schedule length; the rest kept."""
+    return dataclasses.replace(p, name=name, optim=dataclasses.replace(p.optim, lr=lr, warmup=warmup),
+                               loop=dataclasses.replace(p.loop, steps=steps))
+
+
 _DIT_PRESETS = {
     "tiny": lambda: DiTTrainPreset(
         name="tiny", dit="tiny", text_encoder="tiny", vae="tiny", buckets=_TINY_BUCKETS,
@@ -202,10 +208,8 @@ _DIT_PRESETS = {
         object_probs=(0.6, 0.25, 0.15)),
     # the default recipe continued from trained weights (--init shipped): half the peak learning rate
     # and a short warmup (9,000 steps), since a restart at 5e-4 spent ~2,500 steps climbing back to its starting loss
-    "default-continue": lambda: dataclasses.replace(
-        _DIT_PRESETS["default"](), name="default-continue",
-        optim=OptimConfig(lr=2.5e-4, warmup=100, min_lr_ratio=0.05, ema_decay=0.998),
-        loop=LoopConfig(steps=9000, log_every=10, eval_every=500, ckpt_every=100)),
+    "default-continue": lambda: _continued(_DIT_PRESETS["default"](), "default-continue",
+                                           lr=2.5e-4, warmup=100, steps=9000),
 }
 
 _TEXT_PRESETS = {
