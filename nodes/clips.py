@@ -56,7 +56,8 @@ class SoraTrimClip:
     def INPUT_TYPES(cls):
         return {"required": {
             "images": IMAGES,
-            "skip_start": ("INT", {"default": 0, "min": 0, "max": 100000, "tooltip": "Frames dropped at the start."}),
+            "skip_start": ("INT", {"default": 0, "min": 0, "max": 100000,
+                                   "tooltip": "Frames dropped at the start (link the drop_start output of the loop node)."}),
             "skip_end": ("INT", {"default": 0, "min": 0, "max": 100000,
                                  "tooltip": "Frames dropped at the end (link the drop_end output of the loop node)."}),
         }}

@@ -84,10 +84,12 @@ class SoraExtendBackward(_ConditionNode):
 
 class SoraSeamlessLoop(_ConditionNode):
     DESCRIPTION = ("A seamless infinite loop through an image: it is pinned at the start and at the end; "
-                   "trim drop_end frames (Sora Trim Clip) so the last frame leads back to the first.")
-    RETURN_TYPES = (CONDS, "INT")
-    RETURN_NAMES = ("frame_conditions", "drop_end")
-    OUTPUT_TOOLTIPS = ("Conditions for the Sora sampler.", "Frames to trim from the end of the decoded video.")
+                   "trim drop_start and drop_end frames (Sora Trim Clip) so the clip ends on the image and "
+                   "wraps straight on to the next frame.")
+    RETURN_TYPES = (CONDS, "INT", "INT")
+    RETURN_NAMES = ("frame_conditions", "drop_end", "drop_start")
+    OUTPUT_TOOLTIPS = ("Conditions for the Sora sampler.", "Frames to trim from the end of the decoded video.",
+                       "Frames to trim from the start of the decoded video.")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -95,8 +97,8 @@ class SoraSeamlessLoop(_ConditionNode):
                              "strength": STRENGTH}, **PREVIOUS}
 
     def build(self, model, image, strength, previous=None):
-        conds, drop = graph_ops.loop_conditions(model, image, strength)
-        return (_chain(previous, conds), drop)
+        conds, start, end = graph_ops.loop_conditions(model, image, strength)
+        return (_chain(previous, conds), end, start)
 
 
 class SoraConnectClips(_ConditionNode):

@@ -113,10 +113,12 @@ GRAPHS = {
         1: loader(), 2: encode("A large yellow ball bouncing, on a gradient from black to gray."),
         3: load("yellow_ball.png"), 4: ("SoraSeamlessLoop", (1, 3), {}, {**MODEL, "image": (3, "images")}),
         5: latent(row=1), 6: sampler(2, (5, "latent"), conds=4), 7: decode(6),
-        8: ("SoraTrimClip", (4, 1), {}, {"images": (7, "images"), "skip_end": (4, "drop_end")}),
+        8: ("SoraTrimClip", (4, 1), {}, {"images": (7, "images"), "skip_start": (4, "drop_start"),
+                                                 "skip_end": (4, "drop_end")}),
         9: save((8, "images"), (5, "fps"), "sora/seamless_loop", "webp", col=5),
-        10: note("Seamless loop: the image is pinned at both ends; trimming the closing still makes the "
-                 "last frame lead straight back to the first (the webp loops forever)."),
+        10: note("Seamless loop: the image is pinned at both ends; trimming the first frame and the closing "
+                 "still after its first frame makes the clip end on the image and wrap straight on (the webp "
+                 "loops forever)."),
     },
     "video_to_video_sdedit": {
         1: loader(), 2: encode("A large blue ball moving right, on a plain green background."),

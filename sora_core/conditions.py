@@ -316,11 +316,15 @@ def connect(vae, a: torch.Tensor, b: torch.Tensor, latent_frames: int = 1, stren
 def loop(vae, image: torch.Tensor, strength: float = 1.0) -> ConditionPlan:
     """A seamless loop through an image: it is pinned at the start and (as a still) at the end.
 
-    ``assemble`` drops the final still (ft frames), so playing the result on repeat wraps from the
-    frame before the still back to the image with no repeated frame.
+    ``assemble`` keeps pixel frames ``1 .. T - ft``: it drops frame 0 (the image decoded alone, through
+    the causal VAE's single-frame path) and all but the first frame of the final still, so the clip
+    ends on the image decoded inside the video and, played on repeat, wraps from it to frame 1: one
+    step of motion, every frame from the same decoding path, and the image shown once per cycle.
+    (Ending on the frame before the still wrapped to frame 0 instead, and the two decoding paths put
+    the seam 2 to 3 grey levels further apart than a step.) The loop has ``T - ft`` frames.
     """
     start, end = image_to_video(vae, image, strength), image_at_end(vae, image, strength)
-    return ConditionPlan(start.conditions + end.conditions, drop_end=_ft(vae))
+    return ConditionPlan(start.conditions + end.conditions, drop_start=1, drop_end=_ft(vae) - 1)
 
 
 def sdedit(latents: torch.Tensor, denoise: float, shift: float = 1.0) -> ConditionPlan:

@@ -268,10 +268,11 @@ def extend_conditions(handle: LoadedModel, video: torch.Tensor, direction: str,
     return plan.conditions, plan.drop_end
 
 
-def loop_conditions(handle: LoadedModel, image: torch.Tensor, strength: float = 1.0) -> tuple[Conditions, int]:
-    """(conditions, frames to drop at the end) for a seamless loop through the first frame of ``image``."""
+def loop_conditions(handle: LoadedModel, image: torch.Tensor, strength: float = 1.0) -> tuple[Conditions, int, int]:
+    """(conditions, frames to drop at the start, frames to drop at the end) for a seamless loop
+    through the first frame of ``image`` (see ``conditions.loop``)."""
     plan = conditions.loop(handle.model.vae, _video(handle, image, "image")[:, :, :1], strength)
-    return plan.conditions, plan.drop_end
+    return plan.conditions, plan.drop_start, plan.drop_end
 
 
 def connect_conditions(handle: LoadedModel, first: torch.Tensor, second: torch.Tensor, latent_frames: int = 1,

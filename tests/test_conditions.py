@@ -236,8 +236,9 @@ def test_connect_and_loop_plans():
     assert joined[:4].tolist() == [0.0, 1.0, 2.0, 3.0] and joined[4] == 0.5 * 4 + 0.5 * 100   # a's last frame
     assert joined[-1] == 54 and joined[-5] == 0.8 * 105 + 0.2 * 50                            # b's first 4 frames
     lp = loop(vae, torch.full((1, 3, 8, 8), 0.5))
-    assert [c.position for c in lp.conditions] == [0, -1] and lp.drop_end == 4
-    assert lp.assemble(_video(9)).shape[2] == 5
+    assert [c.position for c in lp.conditions] == [0, -1] and (lp.drop_start, lp.drop_end) == (1, 3)
+    looped = lp.assemble(_video(9))[0, 0, :, 0, 0]      # frames 1 .. T - ft: ends on the still's first frame
+    assert looped.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
 
 
 def test_feature_errors():

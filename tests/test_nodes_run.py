@@ -130,8 +130,8 @@ def test_condition_nodes_chain_and_report_overlaps(model):
                           previous=fwd)
     assert (overlap_f, overlap_b) == (5, 4) and len(back) == 2 and back[0] is fwd[0]
     assert back[1].position == -1 and back[1].strength == pytest.approx(0.8)
-    loop, drop = run("SoraSeamlessLoop", model=model, image=clip(1), strength=1.0)
-    assert drop == 4 and [c.position for c in loop] == [0, -1]
+    loop, drop_end, drop_start = run("SoraSeamlessLoop", model=model, image=clip(1), strength=1.0)
+    assert (drop_start, drop_end) == (1, 3) and [c.position for c in loop] == [0, -1]
     conn, a, b = run("SoraConnectClips", model=model, first=video, second=other, latent_frames=1, strength=1.0)
     assert (a, b) == (1, 4) and len(conn) == 2
     (blend,) = run("SoraClipBlend", model=model, first=video, second=other, curve="linear", start=0.0, end=1.0,

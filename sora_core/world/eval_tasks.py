@@ -120,8 +120,8 @@ def task_loop(model, entry, seed, s):
     from ..conditions import loop
     frames, ft = _grid(model, s)[0], int(model.spec.vae.temporal_factor)
     if frames < 1 + 2 * ft:
-        raise ValueError(f"the loop task needs at least {1 + 2 * ft} frames (the final still of {ft} frames "
-                         f"is dropped from the loop), got frames={frames}")
+        raise ValueError(f"the loop task needs at least {1 + 2 * ft} frames (the loop drops {ft} of them: "
+                         f"the first frame and all but one frame of the final still), got frames={frames}")
     truth = truth_frames(model, entry, seed, s)
     out = _generate(model, entry, seed, s, plan=loop(model.vae, _tensor(truth[:1]).to(model.device)))
     return TaskRun([_scored(model, entry, seed, "loop", out, {"loop_seam_ratio": M.loop_seam_ratio(out)})])
