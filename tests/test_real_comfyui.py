@@ -94,7 +94,7 @@ def test_workflow_runs_to_a_saved_video(path, client, server_info, tmp_path):
         assert frames.ndim == 4 and frames.shape[0] >= 1 and frames.shape[-1] == 3 and fps > 0, local
 
 
-def test_batch_rows_run_on_the_server(tmp_path):
+def test_batch_rows_run_on_the_server(server_info, tmp_path):
     """``sora batch`` against the real server: one job per row with its own prompt and seed, outputs
     downloaded into out/JOB/ and decodable, the last latent preview saved, and the seed override
     reaching the server (two seeds, two different videos)."""
@@ -104,17 +104,16 @@ def test_batch_rows_run_on_the_server(tmp_path):
     from sora_core.video_io import read_video
     from sora_core.workflow import read_workflow, to_api
     workflow = Path(__file__).resolve().parent.parent / "workflows" / "text_to_video.json"
-    info = cc.ComfyClient(URL).object_info()
-    api = to_api(read_workflow(workflow), info)
+    api = to_api(read_workflow(workflow), server_info)
     sampler = next(k for k, n in api.items() if n["class_type"] == "SoraSampler")
     expand = next(k for k, n in api.items() if n["class_type"] == "SoraPromptExpand")
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(f'{{"job": "{name}", "{expand}.text": "a {c} ball moving right", '
                             f'"{sampler}.seed": {seed}}}\n' for name, c, seed in
                             [("red", "red", 11), ("blue", "blue", 12)]))
-    sets = [f"{sampler}.steps={max(STEPS, 1)}"] + ([f"{k}.model_dir={MODEL_DIR}" for k, n in api.items()
-                                                     if n["class_type"] == "SoraModelLoader"] if MODEL_DIR else [])
-    jobs = batch.prepare(str(workflow), [URL], sets, str(rows))
+    jobs = batch.prepare(str(workflow), [URL], [], str(rows))
+    for job in jobs:
+        shorten(job.prompt, server_info, STEPS, MODEL_DIR)
     batch.run_batch([URL], jobs, tmp_path / "out", retries=1, timeout=TIMEOUT, stream=io.StringIO(), previews=True)
     assert [(j.name, j.status) for j in jobs] == [("red", "ok"), ("blue", "ok")], [j.message for j in jobs]
     videos = []
