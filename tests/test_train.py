@@ -18,7 +18,8 @@ from sora_core.geometry import GeometryError
 from sora_core.train.buckets import BucketTable
 from sora_core.train.common import EMA, load_checkpoint, lr_at, save_checkpoint
 from sora_core.train.data import WorldClips, scene_spec
-from sora_core.train.dit_trainer import DiTTrainer, TextContextCache, condition_mask, condition_masks, flow_pair, masked_mse, sample_t
+from sora_core.train.dit_trainer import (DiTTrainer, TextContextCache, condition_mask, condition_masks, flow_pair, masked_mse,
+                                        object_latent_mask, sample_t)
 from sora_core.train.loop import CHECKPOINT
 from sora_core.train.presets import train_preset
 from sora_core.train.text_trainer import TextTrainer, label_space, scene_labels
@@ -140,6 +141,38 @@ def test_flow_pair_and_masked_loss():
     wrong_on_given[:, :, 0] += 100.0                   # errors on given frames carry no loss
     assert float(masked_mse(wrong_on_given, v, free)) == 0.0
     assert float(masked_mse(v + 1.0, v, free)) == pytest.approx(1.0)
+    # a per-pixel weight: the weighted mean; an error only where the weight is 5 counts 5 / (5 + 3) of
+    # the plain error of that pixel x 4 pixels
+    weight = torch.ones(2, 3, 2, 2)
+    weight[:, :, 0, 0] = 5.0
+    off = v.clone()
+    off[:, :, :, 0, 0] += 2.0
+    assert float(masked_mse(off, v, free, weight)) == pytest.approx(4.0 * 5.0 / 8.0)
+    assert float(masked_mse(off, v, free)) == pytest.approx(4.0 / 4.0)
+    assert float(masked_mse(off, v, free, torch.ones(2, 3, 2, 2))) == pytest.approx(1.0)
+
+
+def test_object_latent_mask_marks_the_objects_latent_pixels():
+    frames = np.zeros((9, 32, 32, 3), np.uint8)
+    frames[..., 2] = 120                                   # a dark world
+    frames[0, 4:8, 4:8] = (230, 40, 40)                    # an object in frame 0 only
+    frames[5, 20:24, 24:28] = (40, 230, 40)                # another in frame 5 only
+    m = object_latent_mask(frames, spatial=4, temporal=4, grow=0)
+    assert m.shape == (3, 8, 8) and set(m.unique().tolist()) == {0.0, 1.0}
+    assert m[0].nonzero().tolist() == [[1, 1]]             # latent frame 0 is frame 0
+    assert m[1].sum() == 0                                 # frames 1-4 are empty
+    assert m[2].nonzero().tolist() == [[5, 6]]             # latent frame 2 holds frames 5-8
+    grown = object_latent_mask(frames, spatial=4, temporal=4, grow=1)
+    assert grown[0].sum() == 9 and grown[0, 0:3, 0:3].all() and grown[1].sum() == 0
+    assert object_latent_mask(np.zeros((1, 16, 24, 3), np.uint8), 4, 4).shape == (1, 4, 6)
+    # a rendered clip: the mask sits where the captioner sees the object
+    from sora_core.train.data import render_clip
+    from sora_core.world.metrics import object_masks
+    rendered, _ = render_clip(5, parse_bucket("32x32x5"), 8.0, (1, 0, 0))
+    m = object_latent_mask(rendered, 4, 4, grow=0)
+    seen = object_masks(rendered[:1])[0]
+    ys, xs = np.nonzero(seen)
+    assert m[0, ys // 4, xs // 4].all() and 0 < m[0].mean() < 0.5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,12 +219,14 @@ def _log(run: Path) -> list[dict]:
     return [json.loads(ln) for ln in (run / "log.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("stage", ["text", "vae", "dit"])
+@pytest.mark.parametrize("stage", ["text", "vae", "dit", "dit-objects"])
 def test_stage_resume_continues_exactly(tmp_path, stage):
-    cls = {"text": TextTrainer, "vae": VAETrainer, "dit": DiTTrainer}[stage]
-    preset = train_preset(stage, "tiny")
+    cls = {"text": TextTrainer, "vae": VAETrainer, "dit": DiTTrainer, "dit-objects": DiTTrainer}[stage]
+    preset = train_preset(stage.split("-")[0], "tiny")
     if stage == "dit":
         preset = dataclasses.replace(preset, pool_size=3)            # exercise the latent cache too
+    if stage == "dit-objects":                                       # and the object-weighted loss with its mask cache
+        preset = dataclasses.replace(preset, pool_size=3, object_weight=4.0)
     straight = cls(preset, tmp_path / "a", progress=False)
     straight.fit(steps=4)
     losses = [r["loss"] for r in _log(tmp_path / "a") if "loss" in r]
@@ -212,6 +247,28 @@ def test_stage_resume_continues_exactly(tmp_path, stage):
 
     with pytest.raises(FileExistsError, match="--resume"):
         cls(preset, tmp_path / "a", progress=False)
+    if stage == "dit-objects":
+        assert all(0 < r["object_frac"] < 1 for r in _log(tmp_path / "a") if "loss" in r)
+        assert (tmp_path / "a" / "mask_cache.r0.safetensors").is_file()
+
+
+def test_object_weighted_loss_masks_match_in_pool_and_fresh_modes(tmp_path):
+    base = dataclasses.replace(train_preset("dit", "tiny"), object_weight=4.0)
+    pooled = DiTTrainer(dataclasses.replace(base, pool_size=3), tmp_path / "p", progress=False)
+    z, captions, masks = pooled.latents_at(1)
+    assert masks.shape == (z.shape[0],) + z.shape[2:] and set(masks.unique().tolist()) <= {0.0, 1.0}
+    bucket = pooled.data.bucket_at(1)
+    for key, m in zip(pooled.data.batch_at(1, render_video=False).keys, masks):
+        assert torch.equal(m, pooled._object_mask(pooled._render_pool_entry(key, bucket)))
+    fresh = DiTTrainer(base, tmp_path / "f", progress=False)
+    batch = fresh.data.batch_at(2)
+    z, captions, masks = fresh.latents_at(2)
+    from sora_core.train.data import render_clip
+    expect = [fresh._object_mask(render_clip(s, batch.bucket, fresh.data.fps)[0]) for s in batch.scene_seeds]
+    assert torch.equal(masks, torch.stack(expect))
+    assert DiTTrainer(train_preset("dit", "tiny"), tmp_path / "n", progress=False).latents_at(1)[2] is None
+    with pytest.raises(ValueError, match="object_weight"):
+        dataclasses.replace(base, object_weight=-1.0)
 
 
 def test_exported_weights_load(tmp_path):

@@ -81,11 +81,31 @@ def flow_pair(x0: torch.Tensor, noise: torch.Tensor, t_frames: torch.Tensor):
     return (1.0 - t) * x0 + t * noise, noise - x0
 
 
-def masked_mse(v: torch.Tensor, target: torch.Tensor, free: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the free latent frames only; ``free`` (B, T) bool."""
-    w = free[:, None, :, None, None].to(v.dtype)
+def masked_mse(v: torch.Tensor, target: torch.Tensor, free: torch.Tensor,
+               weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error over the free latent frames only; ``free`` (B, T) bool. ``weight``
+    (B, T, H, W), optional: a per-latent-pixel weight (shared by the channels); the result is then the
+    weighted mean (sum of weighted errors over the sum of the weights of the free frames)."""
+    w = free[:, None, :, None, None].float().expand(-1, 1, -1, v.shape[3], v.shape[4])
+    if weight is not None:
+        w = w * weight[:, None].float()
     per = (v.float() - target.float()).pow(2) * w
-    return per.sum() / (w.sum() * v.shape[1] * v.shape[3] * v.shape[4]).clamp_min(1.0)
+    return per.sum() / (w.sum() * v.shape[1]).clamp_min(1e-8)
+
+
+def object_latent_mask(frames: np.ndarray, spatial: int, temporal: int, grow: int = 1) -> torch.Tensor:
+    """(T', H', W') float 0/1: the latent pixels an object of the world touches, for frames (T, H, W, 3)
+    uint8 seen through a causal VAE with factors ``spatial`` and ``temporal`` (latent frame 0 is frame 0,
+    latent frame k frames (k-1)*temporal+1 .. k*temporal), grown by ``grow`` latent pixels so the
+    background at an object's edges and corners counts too: that is where the shape is drawn."""
+    from ..world.metrics import object_masks
+    m = torch.from_numpy(object_masks(frames)).float()                       # (T, H, W)
+    m = torch.cat([m[:1].expand(temporal - 1, -1, -1), m]) if temporal > 1 else m
+    m = torch.nn.functional.max_pool3d(m[None, None], (temporal, spatial, spatial))
+    if grow > 0:
+        k = 2 * grow + 1
+        m = torch.nn.functional.max_pool3d(m, (1, k, k), stride=1, padding=(0, grow, grow))
+    return m[0, 0]
 
 
 class FlowModel(nn.Module):
@@ -186,6 +206,10 @@ class DiTTrainer(StageTrainer):
                                  scenes=scenes)
         self.text_cache = None if p.train_text_encoder else TextContextCache(text_encoder, self.env.device,
                                                                             p.loop.bf16)
+        # object masks at the latent grid (object_weight > 0), cached per pool entry like the latents
+        self.mask_id = f"object_mask:{self.vae_cfg.spatial_factor}x{self.vae_cfg.temporal_factor}:grow1"
+        self.mask_cache = (LatentCache(self.run_dir / f"mask_cache.r{self.env.rank}.safetensors", self.mask_id,
+                                       scenes=scenes) if p.object_weight > 0 else None)
 
     def _load_vae(self):
         """The frozen VAE and an id of its latent space (encoder weights + statistics)."""
@@ -243,15 +267,20 @@ class DiTTrainer(StageTrainer):
     def state(self) -> dict:
         return {**super().state(), "vae_id": self.vae_id}
 
+    def _caches(self) -> list[LatentCache]:
+        return [c for c in (self.cache, self.mask_cache) if c is not None]
+
     def save(self) -> None:
-        self.cache.save()           # every rank keeps its own cache file
+        for cache in self._caches():    # every rank keeps its own cache files
+            cache.save()
         super().save()
 
     def fit(self, *args, **kwargs) -> dict:
         try:
             return super().fit(*args, **kwargs)
         finally:
-            self.cache.save(force=True)
+            for cache in self._caches():
+                cache.save(force=True)
 
     def load_state(self, state: dict) -> None:
         if state.get("vae_id") != self.vae_id:
@@ -268,25 +297,42 @@ class DiTTrainer(StageTrainer):
             return torch.cat([self.vae.encode(c.to(self.env.device)).float() for c in video.split(1)])
 
     def latents_at(self, step: int):
-        """(latents (B, C, T, H, W), captions) of step ``step``, through the pool cache when enabled."""
+        """(latents (B, C, T, H, W), captions, object masks (B, T, H, W) or None) of step ``step``,
+        through the pool caches when enabled; the masks only when the preset weights objects."""
+        weighted = self.preset.object_weight > 0
         if self.preset.pool_size is None:
             batch = self.data.batch_at(step)
-            return self.encode(batch.video), batch.captions
+            masks = None
+            if weighted:
+                frames = ((batch.video.permute(0, 2, 3, 4, 1) + 1.0) * 127.5).round().clamp(0, 255)
+                masks = torch.stack([self._object_mask(f.to(torch.uint8).numpy()) for f in frames])
+            return self.encode(batch.video), batch.captions, None if masks is None else masks.to(self.env.device)
         batch = self.data.batch_at(step, render_video=False)
         z = self.cache.get_or_encode(batch.keys, lambda key: self._encode_pool_entry(key, batch.bucket))
-        return z.to(self.env.device), batch.captions
+        masks = None
+        if weighted:
+            masks = self.mask_cache.get_or_encode(
+                batch.keys, lambda key: self._object_mask(self._render_pool_entry(key, batch.bucket))[None])[:, 0]
+            masks = masks.to(self.env.device)
+        return z.to(self.env.device), batch.captions, masks
+
+    def _object_mask(self, frames: np.ndarray) -> torch.Tensor:
+        return object_latent_mask(frames, self.vae_cfg.spatial_factor, self.vae_cfg.temporal_factor, grow=1)
+
+    def _render_pool_entry(self, key, bucket) -> np.ndarray:
+        from .data import render_clip
+        frames, _ = render_clip(self.data.pool_scene_seed(key), bucket, self.data.fps, self.data.object_probs)
+        return frames
 
     def _encode_pool_entry(self, key, bucket) -> torch.Tensor:
         from ..video_io import frames_to_tensor
-        from .data import render_clip
-        frames, _ = render_clip(self.data.pool_scene_seed(key), bucket, self.data.fps, self.data.object_probs)
-        return self.encode(frames_to_tensor(frames)[None])[0]
+        return self.encode(frames_to_tensor(self._render_pool_entry(key, bucket))[None])[0]
 
     # -- the loss -------------------------------------------------------------------------------------
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict]:
         p, dev = self.preset, self.env.device
-        z, captions = self.latents_at(step)
+        z, captions, objects = self.latents_at(step)
         rng = np.random.default_rng(step_seed(p.seed, step, self.env.rank, 2))
         gen = step_generator(p.seed, step, self.env.rank, 3)
         captions = ["" if drop else c for c, drop in zip(captions, rng.random(len(captions)) < p.caption_dropout)]
@@ -304,8 +350,12 @@ class DiTTrainer(StageTrainer):
             ids = None
         with autocast(dev, p.loop.bf16):
             v = self.model(x_t, t_frames, ids, mask, context)
-        loss = masked_mse(v, target, ~given)
-        return loss, {"given_frac": float(given.float().mean())}
+        weight = None if objects is None else 1.0 + p.object_weight * objects
+        loss = masked_mse(v, target, ~given, weight)
+        metrics = {"given_frac": float(given.float().mean())}
+        if objects is not None:
+            metrics["object_frac"] = float(objects.mean())
+        return loss, metrics
 
     # -- evaluation and export ------------------------------------------------------------------------
 
