@@ -267,6 +267,10 @@ def test_object_weighted_loss_masks_match_in_pool_and_fresh_modes(tmp_path):
     expect = [fresh._object_mask(render_clip(s, batch.bucket, fresh.data.fps)[0]) for s in batch.scene_seeds]
     assert torch.equal(masks, torch.stack(expect))
     assert DiTTrainer(train_preset("dit", "tiny"), tmp_path / "n", progress=False).latents_at(1)[2] is None
+    # validation reports the loss on the objects' latent pixels next to the plain one
+    val = pooled.evaluate(pooled.ema_module())
+    assert {"val_loss", "val_obj", "val_obj_t0.2", "val_obj_t0.95"} <= set(val)
+    assert all(math.isfinite(v) and v > 0 for v in val.values()) and val["val_obj"] != val["val_loss"]
     with pytest.raises(ValueError, match="object_weight"):
         dataclasses.replace(base, object_weight=-1.0)
 

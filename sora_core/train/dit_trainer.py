@@ -361,22 +361,29 @@ class DiTTrainer(StageTrainer):
 
     @torch.no_grad()
     def evaluate(self, ema_module: nn.Module) -> dict:
-        """Validation flow loss of the EMA model on held-out clips at fixed t, no conditions."""
+        """Validation flow loss of the EMA model on held-out clips at fixed t, no conditions:
+        ``val_t{t}`` over the whole latent and their mean ``val_loss``; ``val_obj_t{t}`` over the latent
+        pixels the objects touch (``object_latent_mask``) and their mean ``val_obj``."""
         if not hasattr(self, "_eval"):
             batch = self.data.eval_batch(self.preset.eval_clips, parse_bucket(self.preset.eval_bucket))
-            self._eval = (self.encode(batch.video), batch.captions)
-        z, caps = self._eval
+            frames = ((batch.video.permute(0, 2, 3, 4, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+            objects = torch.stack([object_latent_mask(f.numpy(), self.vae_cfg.spatial_factor,
+                                                      self.vae_cfg.temporal_factor, grow=0) for f in frames])
+            self._eval = (self.encode(batch.video), batch.captions, objects.to(self.env.device))
+        z, caps, objects = self._eval
         ids, mask = ema_module.text_encoder.tokenize(caps)
-        gen, out = torch.Generator().manual_seed(1234), {}
+        gen, out, obj = torch.Generator().manual_seed(1234), {}, {}
         for tv in (0.2, 0.5, 0.8, 0.95):
             noise = torch.randn(z.shape, generator=gen).to(z.device)
             t = torch.full(z.shape[:1] + z.shape[2:3], tv, device=z.device)
             x_t, target = flow_pair(z, noise, t)
             with autocast(self.env.device, self.preset.loop.bf16):
                 v = ema_module(x_t, t, ids.to(z.device), mask.to(z.device))
-            out[f"val_t{tv}"] = float(masked_mse(v, target, torch.ones_like(t, dtype=torch.bool)))
+            every = torch.ones_like(t, dtype=torch.bool)
+            out[f"val_t{tv}"] = float(masked_mse(v, target, every))
+            obj[f"val_obj_t{tv}"] = float(masked_mse(v, target, every, objects))
         out["val_loss"] = sum(out.values()) / len(out)
-        return out
+        return {**out, **obj, "val_obj": sum(obj.values()) / len(obj)}
 
     def sampling_metadata(self) -> dict[str, str]:
         """The pipeline's default schedule and output size, stored in the DiT file: trained with
