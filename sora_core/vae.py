@@ -151,10 +151,18 @@ class VideoVAE(nn.Module):
             start += n
             yield y.float().clamp_(-1.0, 1.0)
 
-    def forward(self, video: Tensor, generator: torch.Generator | None = None,
-                sample: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, video: Tensor | None, generator: torch.Generator | None = None,
+                sample: bool = True, latents: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Training pass, one causal pass with gradients: video (B, 3, T, H, W) ->
-        (recon (B, 3, T, H, W), mean, logvar (B, z_dim, T_lat, H/fs, W/fs), normalised space)."""
+        (recon (B, 3, T, H, W), mean, logvar (B, z_dim, T_lat, H/fs, W/fs), normalised space).
+        With ``latents`` (normalised) instead of a video, only the decoder runs, on those: (recon,
+        latents, zeros) (decoder training on latents made elsewhere, e.g. by a DiT)."""
+        if latents is not None:
+            if video is not None:
+                raise ValueError("pass either video or latents, not both")
+            self._check_latents(latents)
+            recon = self.decoder(self.post_quant_conv(self._prepare(self._denormalise(latents))))
+            return recon.float(), latents, torch.zeros_like(latents)
         self._check_video(video)
         x = self._prepare(video)
         mean, logvar = self._normalise_moments(self.quant_conv(self.encoder(x)).float())

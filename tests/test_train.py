@@ -476,3 +476,43 @@ def test_torchrun_two_processes(tmp_path):
     assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
     assert json.loads((out / "run.json").read_text())["world_size"] == 2
     assert (tmp_path / "model" / "dit.safetensors").is_file()
+
+
+def test_decoder_trains_on_a_dits_denoised_latents(tmp_path):
+    """Decoder-only training on what a DiT makes: the encoder (latent space) stays fixed, a share of
+    the clips is decoded from the DiT's x0 prediction, the loss is finite, resume is exact."""
+    vae_run, vae_path, dit_run, dit_dir = train_tiny_model(tmp_path, vae_steps=2, dit_steps=2)
+    tiny = train_preset("vae", "tiny")
+    preset = dataclasses.replace(tiny, train_encoder=False, kl_weight=0.0, sample_posterior=False,
+                                 denoised_dit=str(dit_dir), denoised_frac=0.5)
+    run = VAETrainer(preset, tmp_path / "dec", progress=False, init_path=str(vae_path))
+    before = {k: v.clone() for k, v in run.module.state_dict().items()}
+    x = run.data.batch_at(0).video
+    caps = run.data.batch_at(0).captions
+    clean, none = run.denoised_latents(x, caps, 0, frac=0.0)
+    mixed, pick = run.denoised_latents(x, caps, 0, frac=1.0, t_value=0.3)
+    assert not none.any() and pick.all() and clean.shape == mixed.shape
+    assert not torch.allclose(clean, mixed)                                   # the DiT changed them
+    low, _ = run.denoised_latents(x, caps, 0, frac=1.0, t_value=0.0)
+    assert torch.allclose(low, clean, atol=1e-5)                              # t = 0: x0 = x_t exactly
+    run.fit(steps=4)
+    log = _log(tmp_path / "dec")
+    assert all(math.isfinite(r["loss"]) for r in log if "loss" in r)
+    assert any("psnr_denoised" in r for r in log if r.get("eval"))
+    after = run.module.state_dict()
+    enc = [k for k in after if k.startswith(("encoder.", "quant_conv."))]
+    dec = [k for k in after if k.startswith("decoder.")]
+    assert all(torch.equal(after[k], before[k]) for k in enc)                 # latent space kept
+    assert any(not torch.equal(after[k], before[k]) for k in dec)
+    resumed_dir = tmp_path / "dec2"
+    first = VAETrainer(preset, resumed_dir, progress=False, init_path=str(vae_path))
+    first.fit(steps=4, until=2)
+    again = VAETrainer(preset, resumed_dir, resume=True, progress=False, init_path=str(vae_path))
+    again.fit(steps=4)
+    assert _states_equal(again.module.state_dict(), run.module.state_dict())
+    # the DiT must come from this VAE's latent space, and the encoder must stay frozen
+    other_vae = train_tiny_model(tmp_path / "o", vae_steps=1, dit_steps=0, vae_seed=1)[1]
+    with pytest.raises(ValueError, match="latent space"):
+        VAETrainer(preset, tmp_path / "bad", progress=False, init_path=str(other_vae))
+    with pytest.raises(ValueError, match="train_encoder"):
+        dataclasses.replace(tiny, denoised_dit=str(dit_dir))

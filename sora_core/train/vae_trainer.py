@@ -124,16 +124,74 @@ class VAETrainer(StageTrainer):
             raise ValueError(f"crop={p.crop} must be a positive multiple of the VAE's spatial factor "
                              f"{self.cfg.spatial_factor}")
         self.data = WorldClips(self.buckets, p.seed, p.fps, 0.0, self.env.rank, self.env.world_size)
+        self.dit = self.text_context = None
+        if p.denoised_dit is not None:
+            self._load_dit(p.denoised_dit)
+
+    def _load_dit(self, source: str) -> None:
+        """The frozen DiT (and its text encoder) whose x0 predictions the decoder learns to decode."""
+        from ..weights import load_component, read_metadata
+        from .dit_trainer import TextContextCache
+        folder = Path(__file__).resolve().parents[1] / "default_model" if source == "shipped" else Path(source)
+        paths = [folder / "dit.safetensors", folder / "text_encoder.safetensors"]
+        missing = [str(q) for q in paths if not q.is_file()]
+        if missing:
+            raise FileNotFoundError(f"denoised_dit {source}: missing {', '.join(missing)}")
+        trained_on, mine = read_metadata(paths[0]).get("vae_id"), encoder_id(self.module)
+        if trained_on is not None and trained_on != mine:
+            raise ValueError(f"denoised_dit {source}: the DiT was trained on the latent space of VAE encoder "
+                             f"{trained_on}, but this VAE's encoder is {mine}")
+        dit, _ = load_component(paths[0], kind="dit")
+        text_encoder, _ = load_component(paths[1], kind="text_encoder")
+        self.dit = dit.float().eval().requires_grad_(False).to(self.env.device)
+        text_encoder = text_encoder.float().eval().requires_grad_(False).to(self.env.device)
+        self.text_context = TextContextCache(text_encoder, self.env.device, self.preset.loop.bf16)
 
     def configs(self) -> dict:
         return {"vae": self.cfg}
 
     def inputs(self) -> dict:
-        return {"init_weights": self.init_path or self.preset.init_weights}
+        return {"init_weights": self.init_path or self.preset.init_weights, "denoised_dit": self.preset.denoised_dit}
+
+    @torch.no_grad()
+    def denoised_latents(self, video: torch.Tensor, captions: list[str], step: int, frac: float | None = None,
+                         t_value: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(latents (B, C, T', h, w), denoised (B,) bool) of whole clips: the frozen encoder's means, and
+        for ``denoised_frac`` of the clips instead the DiT's guided x0 prediction from those latents
+        noised to a t drawn from ``denoised_t`` (what the sampler's last step hands the decoder)."""
+        from .dit_trainer import flow_pair
+        p, dev = self.preset, self.env.device
+        rng = np.random.default_rng(step_seed(p.seed, step, self.env.rank, 5))
+        gen = step_generator(p.seed, step, self.env.rank, 6)
+        with autocast(dev, p.loop.bf16):
+            z = torch.cat([self.module.encode(c) for c in video.split(1)]).float()
+        pick = torch.from_numpy(rng.random(len(z)) < (p.denoised_frac if frac is None else frac))
+        t = torch.from_numpy(rng.uniform(*p.denoised_t, size=len(z))).float()
+        if t_value is not None:
+            t = torch.full_like(t, t_value)
+        noise = torch.randn(z.shape, generator=gen)
+        if not pick.any():
+            return z, pick
+        idx = pick.nonzero()[:, 0]
+        zi, ti = z[idx], t[idx].to(dev)
+        t_frames = ti[:, None].expand(-1, z.shape[2])
+        x_t, _ = flow_pair(zi, noise[idx].to(dev), t_frames)
+        cond, cmask = self.text_context([captions[i] for i in idx.tolist()])
+        uncond, umask = self.text_context([""] * len(idx))
+        with autocast(dev, p.loop.bf16):
+            v = self.dit(x_t, t_frames, cond, cmask).float()
+            if p.denoised_cfg != 1.0:
+                vu = self.dit(x_t, t_frames, uncond, umask).float()
+                v = vu + p.denoised_cfg * (v - vu)
+        z = z.clone()
+        z[idx] = x_t - ti[:, None, None, None, None] * v
+        return z, pick
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict]:
         p = self.preset
         rng = np.random.default_rng(step_seed(p.seed, step, self.env.rank, 4))
+        if self.dit is not None:
+            return self._denoised_loss(step, rng)
         x = random_crop(self.data.batch_at(step).video, p.crop, rng).to(self.env.device)
         gen = step_generator(p.seed, step, self.env.rank, 1)
         with autocast(self.env.device, p.loop.bf16):
@@ -147,15 +205,48 @@ class VAETrainer(StageTrainer):
         return loss, {"l1": float(l1.detach()), "mse": float(mse.detach()), "ssim": float(ssim.detach()),
                       "kl": float(kl.detach())}
 
+    def _denoised_loss(self, step: int, rng) -> tuple[torch.Tensor, dict]:
+        """Decoder-only loss on latents of whole clips (clean or DiT-denoised), decoded over a random
+        ``crop`` x ``crop`` window: the same window of the latents and of the clip."""
+        p = self.preset
+        batch = self.data.batch_at(step)
+        x = batch.video.to(self.env.device)
+        z, pick = self.denoised_latents(x, batch.captions, step)
+        fs = self.cfg.spatial_factor
+        H, W = x.shape[-2:]
+        ch, cw = (H, W) if p.crop is None else (min(p.crop, H), min(p.crop, W))
+        tops = rng.integers(0, (H - ch) // fs + 1, size=len(x)) * fs
+        lefts = rng.integers(0, (W - cw) // fs + 1, size=len(x)) * fs
+        zc = torch.stack([zi[..., t // fs:(t + ch) // fs, l // fs:(l + cw) // fs] for zi, t, l in zip(z, tops, lefts)])
+        xc = torch.stack([xi[..., t:t + ch, l:l + cw] for xi, t, l in zip(x, tops, lefts)])
+        with autocast(self.env.device, p.loop.bf16):
+            recon, _, _ = self.model(None, latents=zc)
+        err = recon.float() - xc
+        l1, mse = err.abs().mean(), err.pow(2).mean()
+        ssim = ssim_frames(recon.float(), xc) if p.ssim_weight else torch.zeros(())
+        loss = (mse if p.recon_loss == "mse" else l1) + p.ssim_weight * (1.0 - ssim)
+        return loss, {"l1": float(l1.detach()), "mse": float(mse.detach()), "ssim": float(ssim.detach()),
+                      "kl": 0.0, "denoised_frac": float(pick.float().mean())}
+
     def eval_clips(self) -> torch.Tensor:
         if not hasattr(self, "_eval"):
             self._eval = self.data.eval_batch(self.preset.eval_clips, parse_bucket(self.preset.eval_bucket)).video
         return self._eval.to(self.env.device)
 
     def evaluate(self, ema_module: nn.Module) -> dict:
+        """Held-out round-trip PSNR / SSIM; with a DiT also ``psnr_denoised``: the clips decoded from the
+        DiT's x0 prediction at t = 0.15 (their descriptive captions; the same latents at every eval)."""
         x = self.eval_clips()
         recon = reconstruct(ema_module, x, self.preset.loop.bf16)
-        return {"psnr": psnr(recon, x), "ssim_eval": float(ssim_frames(recon.clamp(-1, 1), x))}
+        out = {"psnr": psnr(recon, x), "ssim_eval": float(ssim_frames(recon.clamp(-1, 1), x))}
+        if self.dit is not None:
+            if not hasattr(self, "_eval_denoised"):
+                captions = self.data.eval_batch(self.preset.eval_clips, parse_bucket(self.preset.eval_bucket)).captions
+                self._eval_denoised = self.denoised_latents(x, captions, step=10**9, frac=1.0, t_value=0.15)[0]
+            with torch.no_grad(), autocast(self.env.device, self.preset.loop.bf16):
+                dec = torch.cat([ema_module.decode(z) for z in self._eval_denoised.split(1)]).float()
+            out["psnr_denoised"] = psnr(dec, x)
+        return out
 
     def export(self, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
         """EMA VAE with per-channel latent statistics -> ``out_dir/vae.safetensors``.
