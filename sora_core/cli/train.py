@@ -19,7 +19,11 @@ import sys
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("stage", choices=["text", "vae", "dit"], help="which stage to train")
-    p.add_argument("--preset", default="default", help="training preset: tiny (tests) or default (shipped model)")
+    from ..train.presets import PRESETS
+    listing = "; ".join(f"{stage}: {', '.join(names)}" for stage, names in PRESETS.items())
+    p.add_argument("--preset", default="default",
+                   help=f"training preset (tiny = the tests' model, default = the shipped recipe; see "
+                        f"docs/training.md): {listing}")
     p.add_argument("--out", required=True, help="run directory (checkpoint, log.jsonl, loss.png)")
     p.add_argument("--steps", type=int, default=None, help="total steps of the schedule (default: the preset's)")
     p.add_argument("--until", type=int, default=None, help="stop after this step (the schedule keeps --steps)")
