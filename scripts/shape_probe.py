@@ -23,7 +23,7 @@ import torch
 
 from sora_core.flow import sigma_schedule
 from sora_core.pipeline import SoraModel, decode_latents, encode_video, generate
-from sora_core.video_io import frames_to_tensor
+from sora_core.video_io import frames_to_tensor, tensor_to_frames
 from sora_core.world.captions import short_caption
 from sora_core.world.metrics import object_masks
 from sora_core.world.render import render
@@ -42,11 +42,6 @@ def fill(frames: np.ndarray) -> float:
             continue
         values.append(a / (w * h))
     return float(np.median(values)) if values else float("nan")
-
-
-def to_uint8(video: torch.Tensor) -> np.ndarray:
-    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
-    return ((video.permute(1, 2, 3, 0).float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
 def denoise_for_sigma(sigma: float, shift: float) -> float:
@@ -78,11 +73,11 @@ def main(argv=None) -> None:
         frames = render(spec)
         prompt = short_caption(spec).replace("box", args.prompt_shape)
         z = encode_video(model, frames_to_tensor(frames)[None])
-        row = [fill(frames), fill(to_uint8(decode_latents(model, z, torch.bfloat16)[0]))]
+        row = [fill(frames), fill(tensor_to_frames(decode_latents(model, z, torch.bfloat16)[0]))]
         for sigma in sigmas:
             d = denoise_for_sigma(sigma, shift)
             assert abs(float(sigma_schedule(model.schedule.steps, shift, d)[0]) - sigma) < 1e-4
-            row.append(fill(to_uint8(generate(model, prompt, init_latent=z, denoise=d, seed=0).video)))
+            row.append(fill(tensor_to_frames(generate(model, prompt, init_latent=z, denoise=d, seed=0).video)))
         rows.append(row)
         print(f"{prompt:50s} " + " ".join(f"{v:.3f}" for v in row))
     mean = np.nanmean(np.array(rows), axis=0)

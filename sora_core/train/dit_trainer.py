@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..video_io import tensor_to_frames
 from .buckets import BucketTable
 from .common import autocast, step_generator, step_seed
 from .data import WorldClips
@@ -106,6 +107,23 @@ def object_latent_mask(frames: np.ndarray, spatial: int, temporal: int, grow: in
         k = 2 * grow + 1
         m = torch.nn.functional.max_pool3d(m, (1, k, k), stride=1, padding=(0, grow, grow))
     return m[0, 0]
+
+
+def trained_pair_paths(source: str, vae_id: str, what: str) -> tuple[Path, Path]:
+    """(dit.safetensors, text_encoder.safetensors) of an exported pair in folder ``source`` ("shipped" =
+    the default model), checked to exist and to come from the latent space ``vae_id``; ``what`` names
+    the option in the errors (e.g. "--init runs/x")."""
+    from ..weights import read_metadata
+    folder = Path(__file__).resolve().parents[1] / "default_model" if source == "shipped" else Path(source)
+    paths = (folder / "dit.safetensors", folder / "text_encoder.safetensors")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{what}: missing {', '.join(missing)}")
+    trained_on = read_metadata(paths[0]).get("vae_id")
+    if trained_on is not None and trained_on != vae_id:
+        raise ValueError(f"{what}: the DiT was trained on the latent space of VAE encoder {trained_on}, but "
+                         f"this run's VAE encoder is {vae_id}; pass the matching VAE")
+    return paths
 
 
 class FlowModel(nn.Module):
@@ -227,16 +245,8 @@ class DiTTrainer(StageTrainer):
     def _load_init(self):
         """DiT and text encoder from an exported pair (``init_dir``; "shipped" = the default model), in
         float32 and trainable. They must have been trained on this run's VAE latent space."""
-        from ..weights import load_component, read_metadata
-        folder = Path(__file__).resolve().parents[1] / "default_model" if self.init_dir == "shipped" else Path(self.init_dir)
-        paths = [folder / "dit.safetensors", folder / "text_encoder.safetensors"]
-        missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(f"--init {self.init_dir}: missing {', '.join(missing)}")
-        trained_on = read_metadata(paths[0]).get("vae_id")
-        if trained_on is not None and trained_on != self.vae_id:
-            raise ValueError(f"--init {self.init_dir}: the DiT was trained on the latent space of VAE encoder "
-                             f"{trained_on}, but this run's VAE encoder is {self.vae_id}; pass the matching --vae")
+        from ..weights import load_component
+        paths = trained_pair_paths(self.init_dir, self.vae_id, f"--init {self.init_dir}")
         text_encoder, self.text_cfg = load_component(paths[1], kind="text_encoder")
         # into the preset's DiT config: parameters the file lacks (a path added since, e.g. pooled_text)
         # keep their initialisation
@@ -304,8 +314,7 @@ class DiTTrainer(StageTrainer):
             batch = self.data.batch_at(step)
             masks = None
             if weighted:
-                frames = ((batch.video.permute(0, 2, 3, 4, 1) + 1.0) * 127.5).round().clamp(0, 255)
-                masks = torch.stack([self._object_mask(f.to(torch.uint8).numpy()) for f in frames])
+                masks = torch.stack([self._object_mask(tensor_to_frames(v)) for v in batch.video])
             return self.encode(batch.video), batch.captions, None if masks is None else masks.to(self.env.device)
         batch = self.data.batch_at(step, render_video=False)
         z = self.cache.get_or_encode(batch.keys, lambda key: self._encode_pool_entry(key, batch.bucket))
@@ -366,9 +375,8 @@ class DiTTrainer(StageTrainer):
         pixels the objects touch (``object_latent_mask``) and their mean ``val_obj``."""
         if not hasattr(self, "_eval"):
             batch = self.data.eval_batch(self.preset.eval_clips, parse_bucket(self.preset.eval_bucket))
-            frames = ((batch.video.permute(0, 2, 3, 4, 1) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-            objects = torch.stack([object_latent_mask(f.numpy(), self.vae_cfg.spatial_factor,
-                                                      self.vae_cfg.temporal_factor, grow=0) for f in frames])
+            objects = torch.stack([object_latent_mask(tensor_to_frames(v), self.vae_cfg.spatial_factor,
+                                                      self.vae_cfg.temporal_factor, grow=0) for v in batch.video])
             self._eval = (self.encode(batch.video), batch.captions, objects.to(self.env.device))
         z, caps, objects = self._eval
         ids, mask = ema_module.text_encoder.tokenize(caps)

@@ -130,17 +130,9 @@ class VAETrainer(StageTrainer):
 
     def _load_dit(self, source: str) -> None:
         """The frozen DiT (and its text encoder) whose x0 predictions the decoder learns to decode."""
-        from ..weights import load_component, read_metadata
-        from .dit_trainer import TextContextCache
-        folder = Path(__file__).resolve().parents[1] / "default_model" if source == "shipped" else Path(source)
-        paths = [folder / "dit.safetensors", folder / "text_encoder.safetensors"]
-        missing = [str(q) for q in paths if not q.is_file()]
-        if missing:
-            raise FileNotFoundError(f"denoised_dit {source}: missing {', '.join(missing)}")
-        trained_on, mine = read_metadata(paths[0]).get("vae_id"), encoder_id(self.module)
-        if trained_on is not None and trained_on != mine:
-            raise ValueError(f"denoised_dit {source}: the DiT was trained on the latent space of VAE encoder "
-                             f"{trained_on}, but this VAE's encoder is {mine}")
+        from ..weights import load_component
+        from .dit_trainer import TextContextCache, trained_pair_paths
+        paths = trained_pair_paths(source, encoder_id(self.module), f"denoised_dit {source}")
         dit, _ = load_component(paths[0], kind="dit")
         text_encoder, _ = load_component(paths[1], kind="text_encoder")
         self.dit = dit.float().eval().requires_grad_(False).to(self.env.device)
@@ -196,14 +188,18 @@ class VAETrainer(StageTrainer):
         gen = step_generator(p.seed, step, self.env.rank, 1)
         with autocast(self.env.device, p.loop.bf16):
             recon, mean, logvar = self.model(x, gen, sample=p.sample_posterior)
-        recon, mean, logvar = recon.float(), mean.float(), logvar.float()
+        kl = kl_loss(mean.float(), logvar.float())
+        loss, metrics = self._recon_loss(recon.float(), x)
+        return loss + p.kl_weight * kl, {**metrics, "kl": float(kl.detach())}
+
+    def _recon_loss(self, recon: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """L1 or MSE (``recon_loss``) + ``ssim_weight`` * (1 - SSIM), and the l1 / mse / ssim figures."""
+        p = self.preset
         err = recon - x
         l1, mse = err.abs().mean(), err.pow(2).mean()
         ssim = ssim_frames(recon, x) if p.ssim_weight else torch.zeros(())
-        kl = kl_loss(mean, logvar)
-        loss = (mse if p.recon_loss == "mse" else l1) + p.ssim_weight * (1.0 - ssim) + p.kl_weight * kl
-        return loss, {"l1": float(l1.detach()), "mse": float(mse.detach()), "ssim": float(ssim.detach()),
-                      "kl": float(kl.detach())}
+        loss = (mse if p.recon_loss == "mse" else l1) + p.ssim_weight * (1.0 - ssim)
+        return loss, {"l1": float(l1.detach()), "mse": float(mse.detach()), "ssim": float(ssim.detach())}
 
     def _denoised_loss(self, step: int, rng) -> tuple[torch.Tensor, dict]:
         """Decoder-only loss on latents of whole clips (clean or DiT-denoised), decoded over a random
@@ -221,17 +217,16 @@ class VAETrainer(StageTrainer):
         xc = torch.stack([xi[..., t:t + ch, l:l + cw] for xi, t, l in zip(x, tops, lefts)])
         with autocast(self.env.device, p.loop.bf16):
             recon, _, _ = self.model(None, latents=zc)
-        err = recon.float() - xc
-        l1, mse = err.abs().mean(), err.pow(2).mean()
-        ssim = ssim_frames(recon.float(), xc) if p.ssim_weight else torch.zeros(())
-        loss = (mse if p.recon_loss == "mse" else l1) + p.ssim_weight * (1.0 - ssim)
-        return loss, {"l1": float(l1.detach()), "mse": float(mse.detach()), "ssim": float(ssim.detach()),
-                      "kl": 0.0, "denoised_frac": float(pick.float().mean())}
+        loss, metrics = self._recon_loss(recon.float(), xc)
+        return loss, {**metrics, "kl": 0.0, "denoised_frac": float(pick.float().mean())}
 
     def eval_clips(self) -> torch.Tensor:
+        return self._eval_batch().video.to(self.env.device)
+
+    def _eval_batch(self):
         if not hasattr(self, "_eval"):
-            self._eval = self.data.eval_batch(self.preset.eval_clips, parse_bucket(self.preset.eval_bucket)).video
-        return self._eval.to(self.env.device)
+            self._eval = self.data.eval_batch(self.preset.eval_clips, parse_bucket(self.preset.eval_bucket))
+        return self._eval
 
     def evaluate(self, ema_module: nn.Module) -> dict:
         """Held-out round-trip PSNR / SSIM; with a DiT also ``psnr_denoised``: the clips decoded from the
@@ -241,8 +236,7 @@ class VAETrainer(StageTrainer):
         out = {"psnr": psnr(recon, x), "ssim_eval": float(ssim_frames(recon.clamp(-1, 1), x))}
         if self.dit is not None:
             if not hasattr(self, "_eval_denoised"):
-                captions = self.data.eval_batch(self.preset.eval_clips, parse_bucket(self.preset.eval_bucket)).captions
-                self._eval_denoised = self.denoised_latents(x, captions, step=10**9, frac=1.0, t_value=0.15)[0]
+                self._eval_denoised = self.denoised_latents(x, self._eval_batch().captions, step=10**9, frac=1.0, t_value=0.15)[0]
             with torch.no_grad(), autocast(self.env.device, self.preset.loop.bf16):
                 dec = torch.cat([ema_module.decode(z) for z in self._eval_denoised.split(1)]).float()
             out["psnr_denoised"] = psnr(dec, x)
