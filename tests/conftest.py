@@ -17,6 +17,15 @@ def _threads():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """Training steps are many small ops: on a busy 2-core machine one thread avoids OpenMP stalls."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def train_tiny_model(tmp, vae_steps: int = 1, dit_steps: int = 1, vae_seed: int = 0):
     """Train and export a tiny VAE, then a tiny DiT on its latents, under ``tmp``:
     (vae run, vae file, dit run, folder with dit.safetensors and text_encoder.safetensors)."""
