@@ -66,6 +66,19 @@ def test_world_clips_are_a_function_of_the_step():
     for bad in [(1, 0), (-1, 1, 1), (0, 0, 0)]:
         with pytest.raises(ValueError, match="object_probs"):
             WorldClips(table, seed=3, object_probs=bad)
+    # a chosen shape mix: each object's shape drawn with the weights; without it the scenes stay
+    spec = [scene_spec(s, bucket, 8.0, (0.6, 0.25, 0.15), (0, 1, 0)) for s in range(40)]
+    assert {o.shape for sp in spec for o in sp.objects} == {"square"}
+    mixed = [o.shape for s in range(300) for o in scene_spec(s, bucket, 8.0, (1, 0, 0), (1, 2, 1)).objects]
+    assert 0.4 < mixed.count("square") / len(mixed) < 0.6 and {"circle", "triangle"} <= set(mixed)
+    assert scene_spec(7, bucket, 8.0, (1, 1, 1)) == scene_spec(7, bucket, 8.0, (1, 1, 1), None)
+    boxes = WorldClips(table, seed=3, object_probs=(1, 0, 0), shape_probs=(0, 1, 0))
+    assert boxes.scene_mix == "object_probs=[1.0, 0.0, 0.0] shape_probs=[0.0, 1.0, 0.0]"
+    assert WorldClips(table, seed=3).scene_mix == ""
+    assert all("box" in c for c in boxes.batch_at(2, render_video=False).captions if c)
+    for bad in [(1, 1), (1, -1, 1), (0, 0, 0)]:
+        with pytest.raises(ValueError, match="shape_probs"):
+            WorldClips(table, seed=3, shape_probs=bad)
     pooled = WorldClips(table, seed=3, pool_size=60)
     assert pooled.pool_sizes == [16, 30, 16]                  # by expected draws, at least 16 each
     keys = [k for s in range(40) for k in pooled.batch_at(s, render_video=False).keys]

@@ -43,8 +43,8 @@ def test_stage_resume_continues_exactly(tmp_path, stage):
     preset = train_preset(stage.split("-")[0], "tiny")
     if stage == "dit":
         preset = dataclasses.replace(preset, pool_size=3)            # exercise the latent cache too
-    if stage == "dit-objects":                                       # and the object-weighted loss with its mask cache
-        preset = dataclasses.replace(preset, pool_size=3, object_weight=4.0)
+    if stage == "dit-objects":                                       # and the object-weighted loss with its mask cache,
+        preset = dataclasses.replace(preset, pool_size=3, object_weight=4.0, shape_probs=(1.0, 2.0, 1.0))  # a shape mix
     straight = cls(preset, tmp_path / "a", progress=False)
     straight.fit(steps=4)
     losses = [r["loss"] for r in _log(tmp_path / "a") if "loss" in r]
@@ -72,12 +72,14 @@ def test_stage_resume_continues_exactly(tmp_path, stage):
 
 def test_object_weighted_loss_masks_match_in_pool_and_fresh_modes(tmp_path):
     base = dataclasses.replace(train_preset("dit", "tiny"), object_weight=4.0)
-    pooled = DiTTrainer(dataclasses.replace(base, pool_size=3), tmp_path / "p", progress=False)
+    pooled = DiTTrainer(dataclasses.replace(base, pool_size=3, shape_probs=(0, 1, 0)), tmp_path / "p", progress=False)
     z, captions, masks = pooled.latents_at(1)
     assert masks.shape == (z.shape[0],) + z.shape[2:] and set(masks.unique().tolist()) <= {0.0, 1.0}
     bucket = pooled.data.bucket_at(1)
     for key, m in zip(pooled.data.batch_at(1, render_video=False).keys, masks):
         assert torch.equal(m, pooled._object_mask(pooled._render_pool_entry(key, bucket)))
+        assert {o.shape for o in pooled.data.spec(pooled.data.pool_scene_seed(key), bucket).objects} == {"square"}
+    assert pooled.cache.scenes == pooled.mask_cache.scenes == "shape_probs=[0.0, 1.0, 0.0]"
     fresh = DiTTrainer(base, tmp_path / "f", progress=False)
     batch = fresh.data.batch_at(2)
     z, captions, masks = fresh.latents_at(2)
@@ -91,6 +93,8 @@ def test_object_weighted_loss_masks_match_in_pool_and_fresh_modes(tmp_path):
     assert all(math.isfinite(v) and v > 0 for v in val.values()) and val["val_obj"] != val["val_loss"]
     with pytest.raises(ValueError, match="object_weight"):
         dataclasses.replace(base, object_weight=-1.0)
+    with pytest.raises(ValueError, match="shape_probs"):
+        dataclasses.replace(base, shape_probs=(1.0, 0.0))
 
 
 def test_exported_weights_load(tmp_path):

@@ -47,10 +47,10 @@ def pool_shares(buckets: BucketTable, total: int, minimum: int = 16) -> list[int
     return [max(minimum, int(round(total * d / draws.sum()))) for d in draws]
 
 
-def render_clip(scene_seed: int, bucket: Bucket, fps: float, object_probs=None):
+def render_clip(scene_seed: int, bucket: Bucket, fps: float, object_probs=None, shape_probs=None):
     """(frames uint8 (T, H, W, 3), spec) of the world scene ``scene_seed`` at the bucket's size."""
     from ..world.render import render
-    spec = scene_spec(scene_seed, bucket, fps, object_probs)
+    spec = scene_spec(scene_seed, bucket, fps, object_probs, shape_probs)
     return render(spec), spec
 
 
@@ -63,7 +63,8 @@ class WorldClips:
     """Deterministic bucketed batches of world clips for one rank of a run."""
 
     def __init__(self, buckets: BucketTable, seed: int, fps: float = 8.0, long_caption_prob: float = 0.5,
-                 rank: int = 0, world_size: int = 1, pool_size: int | None = None, object_probs=None):
+                 rank: int = 0, world_size: int = 1, pool_size: int | None = None, object_probs=None,
+                 shape_probs=None):
         if not 0.0 <= long_caption_prob <= 1.0:
             raise ValueError(f"long_caption_prob={long_caption_prob} must be in [0, 1]")
         if pool_size is not None and pool_size < 1:
@@ -71,8 +72,24 @@ class WorldClips:
         self.buckets, self.seed, self.fps = buckets, int(seed), float(fps)
         self.long_caption_prob = long_caption_prob
         self.object_probs = check_object_probs(object_probs)
+        self.shape_probs = check_shape_probs(shape_probs)
         self.rank, self.world_size, self.pool_size = rank, world_size, pool_size
         self.pool_sizes = pool_shares(buckets, pool_size) if pool_size is not None else None
+
+    @property
+    def scene_mix(self) -> str:
+        """The scene distribution's options as text ('' = the world's own); part of a cache's identity."""
+        parts = [f"{name}={list(v)}" for name, v in (("object_probs", self.object_probs),
+                                                     ("shape_probs", self.shape_probs)) if v is not None]
+        return " ".join(parts)
+
+    def render(self, scene_seed: int, bucket: Bucket):
+        """(frames, spec) of scene ``scene_seed`` at the bucket's size, drawn with this mix."""
+        return render_clip(scene_seed, bucket, self.fps, self.object_probs, self.shape_probs)
+
+    def spec(self, scene_seed: int, bucket: Bucket):
+        """The spec of scene ``scene_seed`` at the bucket's size, drawn with this mix (no rendering)."""
+        return scene_spec(scene_seed, bucket, self.fps, self.object_probs, self.shape_probs)
 
     # -- what step s draws ------------------------------------------------------------------------
 
@@ -109,10 +126,10 @@ class WorldClips:
         videos, captions = [], []
         for s, d in zip(seeds, descriptive):
             if render_video:
-                frames, spec = render_clip(s, bucket, self.fps, self.object_probs)
+                frames, spec = self.render(s, bucket)
                 videos.append(frames_to_tensor(frames))
             else:
-                spec = scene_spec(s, bucket, self.fps, self.object_probs)
+                spec = self.spec(s, bucket)
             captions.append(caption_of(spec, d))
         video = torch.stack(videos) if videos else torch.empty(0)
         return Batch(video, captions, bucket, seeds, keys)
@@ -128,25 +145,47 @@ class WorldClips:
         return Batch(torch.stack(videos), captions, bucket, seeds)
 
 
-def check_object_probs(object_probs) -> tuple[float, float, float] | None:
-    """None (the world's own uniform 1 to 3 objects) or three non-negative weights of 1, 2 and 3
-    objects with a positive sum."""
-    if object_probs is None:
+def _check_probs(name: str, probs, labels: tuple[str, ...]) -> tuple[float, ...] | None:
+    if probs is None:
         return None
-    p = tuple(float(v) for v in object_probs)
-    if len(p) != 3 or min(p) < 0 or sum(p) <= 0:
-        raise ValueError(f"object_probs={tuple(object_probs)} must be three weights >= 0 (for 1, 2 and 3 objects) "
+    p = tuple(float(v) for v in probs)
+    if len(p) != len(labels) or min(p) < 0 or sum(p) <= 0:
+        raise ValueError(f"{name}={tuple(probs)} must be {len(labels)} weights >= 0 (for {', '.join(labels)}) "
                          f"with a positive sum, or None")
     return p
 
 
-def scene_spec(scene_seed: int, bucket: Bucket, fps: float, object_probs=None):
+def check_object_probs(object_probs) -> tuple[float, float, float] | None:
+    """None (the world's own uniform 1 to 3 objects) or three non-negative weights of 1, 2 and 3
+    objects with a positive sum."""
+    return _check_probs("object_probs", object_probs, ("1", "2", "3 objects"))
+
+
+def check_shape_probs(shape_probs) -> tuple[float, float, float] | None:
+    """None (the world's own uniform shapes) or non-negative weights of each shape of
+    ``world.vocab.SHAPES`` (circle, square, triangle) with a positive sum."""
+    from ..world.vocab import SHAPES
+    return _check_probs("shape_probs", shape_probs, SHAPES)
+
+
+def scene_spec(scene_seed: int, bucket: Bucket, fps: float, object_probs=None, shape_probs=None):
     """The world scene ``scene_seed`` at the bucket's size (no rendering). ``object_probs``: weights of
-    1, 2 and 3 objects (None: the world's own mix, and the same scenes as before the option existed)."""
-    from ..world.scene import sample_scene
-    if object_probs is None:
+    1, 2 and 3 objects; ``shape_probs``: weights of each shape, drawn per object (None: the world's
+    own mix; both None gives the same scenes as before the options existed, and ``shape_probs=None``
+    the same scenes as before it existed)."""
+    from ..world.scene import ObjectRequest, sample_scene
+    from ..world.vocab import SHAPES
+    if object_probs is None and shape_probs is None:
         return sample_scene(scene_seed, width=bucket.width, height=bucket.height, frames=bucket.frames, fps=fps)
-    p = np.asarray(check_object_probs(object_probs))
     rng = np.random.default_rng(scene_seed)
-    n = int(rng.choice(3, p=p / p.sum())) + 1
-    return sample_scene(rng, width=bucket.width, height=bucket.height, frames=bucket.frames, fps=fps, n_objects=n)
+    if object_probs is None:
+        n = int(rng.integers(1, 4))
+    else:
+        p = np.asarray(check_object_probs(object_probs))
+        n = int(rng.choice(3, p=p / p.sum())) + 1
+    objects = None
+    if shape_probs is not None:
+        q = np.asarray(check_shape_probs(shape_probs))
+        objects = [ObjectRequest(shape=SHAPES[int(i)]) for i in rng.choice(len(SHAPES), size=n, p=q / q.sum())]
+    return sample_scene(rng, width=bucket.width, height=bucket.height, frames=bucket.frames, fps=fps,
+                        n_objects=n, objects=objects)

@@ -218,8 +218,8 @@ class DiTTrainer(StageTrainer):
         self.buckets = BucketTable.from_dict(p.buckets)
         self.buckets.validate(self.vae_cfg.temporal_factor, self.vae_cfg.spatial_factor, self.dit_cfg.patch_size)
         self.data = WorldClips(self.buckets, p.seed, p.fps, p.long_caption_prob, self.env.rank,
-                               self.env.world_size, p.pool_size, p.object_probs)
-        scenes = "" if p.object_probs is None else f"object_probs={list(self.data.object_probs)}"
+                               self.env.world_size, p.pool_size, p.object_probs, p.shape_probs)
+        scenes = self.data.scene_mix
         self.cache = LatentCache(self.run_dir / f"latent_cache.r{self.env.rank}.safetensors", self.vae_id,
                                  scenes=scenes)
         self.text_cache = None if p.train_text_encoder else TextContextCache(text_encoder, self.env.device,
@@ -329,8 +329,7 @@ class DiTTrainer(StageTrainer):
         return object_latent_mask(frames, self.vae_cfg.spatial_factor, self.vae_cfg.temporal_factor, grow=1)
 
     def _render_pool_entry(self, key, bucket) -> np.ndarray:
-        from .data import render_clip
-        frames, _ = render_clip(self.data.pool_scene_seed(key), bucket, self.data.fps, self.data.object_probs)
+        frames, _ = self.data.render(self.data.pool_scene_seed(key), bucket)
         return frames
 
     def _encode_pool_entry(self, key, bucket) -> torch.Tensor:
