@@ -286,6 +286,22 @@ def test_cli_errors(tmp_path):
     assert not (tmp_path / "x" / CHECKPOINT).exists()
 
 
+def test_cli_seed_draws_new_scenes_and_binds_the_resume(tmp_path):
+    from sora_core.cli.train import main
+    from sora_core.train.buckets import BucketTable
+    out = tmp_path / "seeded"
+    assert main(["text", "--preset", "tiny", "--out", str(out), "--seed", "5", "--until", "1", "--no-progress"]) == 0
+    saved = json.loads((out / "run.json").read_text())["preset"]["preset"]
+    assert saved["seed"] == 5
+    table = BucketTable.from_dict(saved["buckets"])
+    assert WorldClips(table, 5).batch_at(0).scene_seeds != WorldClips(table, 0).batch_at(0).scene_seeds
+    before = load_checkpoint(out / CHECKPOINT)["step"]
+    assert main(["text", "--preset", "tiny", "--out", str(out), "--resume", "--no-progress"]) == 2   # seed 0
+    assert load_checkpoint(out / CHECKPOINT)["step"] == before
+    assert main(["text", "--preset", "tiny", "--out", str(out), "--resume", "--seed", "5", "--no-progress"]) == 0
+    assert load_checkpoint(out / CHECKPOINT)["step"] == 4
+
+
 def test_torchrun_two_processes(tmp_path):
     out = tmp_path / "ddp"
     r = _run(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",

@@ -13,8 +13,10 @@ checkpoint) so one schedule can be spread over several runs joined by ``--resume
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", default=None, metavar="DIR",
                    help="dit: start from the dit.safetensors + text_encoder.safetensors in DIR ('shipped' = the "
                         "default model), e.g. to continue the shipped model on a new schedule")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the initial weights, the data order and the scene pool (default: the preset's); "
+                        "a new seed draws new training scenes")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to log.jsonl)")
@@ -61,6 +66,17 @@ def _check(args) -> None:
         raise ValueError(f"--hours={args.hours} must be > 0")
 
 
+def _check_resumed_seed(args, preset) -> None:
+    """--resume continues exactly only with the seed the run started with."""
+    run_json = Path(args.out) / "run.json"
+    if not (args.resume and run_json.is_file()):
+        return
+    started = json.loads(run_json.read_text()).get("preset", {}).get("preset", {}).get("seed")
+    if started is not None and started != preset.seed:
+        raise ValueError(f"--seed {preset.seed} differs from the seed {started} the run in {args.out} started "
+                         f"with; resume it with --seed {started}")
+
+
 def run(args) -> int:
     import torch
 
@@ -68,6 +84,9 @@ def run(args) -> int:
     from ..train.presets import train_preset
     _check(args)
     preset = train_preset(args.stage, args.preset)
+    if args.seed is not None:
+        preset = dataclasses.replace(preset, seed=args.seed)
+    _check_resumed_seed(args, preset)
     if args.threads:
         torch.set_num_threads(args.threads)
     env = setup_distributed(args.device)
