@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,17 +65,6 @@ def _check(args) -> None:
         raise ValueError(f"--hours={args.hours} must be > 0")
 
 
-def _check_resumed_seed(args, preset) -> None:
-    """--resume continues exactly only with the seed the run started with."""
-    run_json = Path(args.out) / "run.json"
-    if not (args.resume and run_json.is_file()):
-        return
-    started = json.loads(run_json.read_text()).get("preset", {}).get("preset", {}).get("seed")
-    if started is not None and started != preset.seed:
-        raise ValueError(f"--seed {preset.seed} differs from the seed {started} the run in {args.out} started "
-                         f"with; resume it with --seed {started}")
-
-
 def run(args) -> int:
     import torch
 
@@ -86,7 +74,6 @@ def run(args) -> int:
     preset = train_preset(args.stage, args.preset)
     if args.seed is not None:
         preset = dataclasses.replace(preset, seed=args.seed)
-    _check_resumed_seed(args, preset)
     if args.threads:
         torch.set_num_threads(args.threads)
     env = setup_distributed(args.device)

@@ -171,8 +171,7 @@ def check_shape_probs(shape_probs) -> tuple[float, float, float] | None:
 def scene_spec(scene_seed: int, bucket: Bucket, fps: float, object_probs=None, shape_probs=None):
     """The world scene ``scene_seed`` at the bucket's size (no rendering). ``object_probs``: weights of
     1, 2 and 3 objects; ``shape_probs``: weights of each shape, drawn per object (None: the world's
-    own mix; both None gives the same scenes as before the options existed, and ``shape_probs=None``
-    the same scenes as before it existed)."""
+    own mix; an option left at None draws the same scenes as before it existed)."""
     from ..world.scene import ObjectRequest, sample_scene
     from ..world.vocab import SHAPES
     if object_probs is None and shape_probs is None:

@@ -91,6 +91,10 @@ class StageTrainer:
         if state["configs"] != mine:
             raise ValueError(f"the checkpoint's model configs differ from preset {self.preset.name!r}: "
                              f"{state['configs']} vs {mine}")
+        started = state.get("data", {}).get("seed", self.preset.seed)
+        if started != self.preset.seed:
+            raise ValueError(f"seed {self.preset.seed} differs from the seed {started} the checkpoint's run started "
+                             f"with (data order, scene pool); resume it with --seed {started}")
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.ema.load_state_dict(state["ema"])
