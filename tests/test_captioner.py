@@ -9,8 +9,8 @@ from sora_core.world import vocab as V
 from sora_core.world.captioner import analyze, caption
 from sora_core.world.expand import parse_prompt
 from sora_core.world.render import render
-from sora_core.world.scene import (BackgroundSpec, EventSpec, ObjectSpec, SceneSpec, occluder_span,
-                                   sample_scene, trajectory)
+from sora_core.world.scene import (BackgroundSpec, EventSpec, ObjectRequest, ObjectSpec, SceneSpec,
+                                   occluder_span, sample_scene, trajectory)
 
 
 def _accuracy(specs, degrade=None):
@@ -46,6 +46,33 @@ def test_robust_to_blur_and_noise():
         return np.clip(blurred + noise.normal(0, 5, frames.shape), 0, 255).astype(np.uint8)
     acc = _accuracy([sample_scene(rng, 64, 64, 9, 8.0, n_objects=1) for _ in range(60)], degrade)
     assert acc["colour"] >= 0.95 and acc["shape"] >= 0.93 and acc["motion"] >= 0.95
+
+
+def test_blended_rim_is_part_of_the_object():
+    """A blurred yellow object over maroon gets an orange rim (the blend of the two); the rim is
+    the object's edge, not an orange object of its own (generated clips are this blurry)."""
+    rng = np.random.default_rng(5)
+
+    def blur(frames):
+        return np.stack([cv2.GaussianBlur(f, (0, 0), 1.2) for f in frames])
+    specs = [sample_scene(rng, 64, 64, 9, 8.0, n_objects=1, event="none",
+                          objects=[ObjectRequest(colour="yellow")],
+                          background=BackgroundSpec("solid", ("maroon",))) for _ in range(40)]
+    acc = _accuracy(specs, blur)
+    assert acc["colour"] >= 0.95 and acc["shape"] >= 0.95 and acc["motion"] >= 0.95
+
+
+def test_touching_objects_of_neighbouring_colours_stay_two():
+    """Two objects that touch, of colours a rim could also have, are both kept (each has an inside)."""
+    for x2, blur in ((0.54, 0), (0.58, 0), (0.54, 1.2), (0.58, 1.2)):     # one component each
+        objs = (ObjectSpec("circle", "yellow", "large", "static", 0.36, 0.5),
+                ObjectSpec("square", "orange", "small", "static", x2, 0.5))
+        spec = SceneSpec(objs, BackgroundSpec("solid", ("maroon",)), EventSpec(), 64, 64, 5, 8.0)
+        frames = render(spec)
+        if blur:
+            frames = np.stack([cv2.GaussianBlur(f, (0, 0), blur) for f in frames])
+        seen = sorted(o.colour for o in analyze(frames, fps=8.0).objects)
+        assert seen == ["orange", "yellow"], (x2, blur, seen)
 
 
 def test_several_objects():

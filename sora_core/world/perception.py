@@ -149,6 +149,28 @@ def _touching_sides(m, ox, oy, labels, c, box) -> tuple[bool, bool, bool, bool]:
             bool(ys.max() >= gy + gh - 1))
 
 
+def blend_rims(labels: np.ndarray, comp: np.ndarray, counts: np.ndarray) -> list[int]:
+    """Palette colours of a connected component that are only the blended edge of its dominant
+    colour: a band too thin to have an inside (a 3x3 erosion keeps under 15 % of it) lying within
+    2 pixels of the dominant colour. A blurred yellow object over maroon has an orange rim that
+    is no object of its own; a second object touching the first has an inside and is kept.
+    ``labels``, ``comp``: the component's crop of the colour labels and its mask."""
+    present = np.flatnonzero(counts)
+    if len(present) < 2:
+        return []
+    dom = int(counts.argmax())
+    near = cv2.dilate(((labels == dom) & comp).astype(np.uint8), _K5) > 0
+    rims = []
+    for c in present:
+        if c == dom:
+            continue
+        m = ((labels == c) & comp).astype(np.uint8)
+        inside = cv2.erode(m, _K3, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        if inside.sum() <= 0.15 * counts[c] and (m.astype(bool) & near).sum() >= 0.9 * counts[c]:
+            rims.append(int(c))
+    return rims
+
+
 def _component_detections(k, labels, bright, comp, stats, i, S, bar, min_area) -> list[Detection]:
     """Detections of connected component ``i`` of frame k (split by colour when objects touch)."""
     x, y, w, h, area = stats[i]
@@ -157,6 +179,8 @@ def _component_detections(k, labels, bright, comp, stats, i, S, bar, min_area) -
     counts = np.bincount(lab[lab >= 0], minlength=len(_PALETTE))
     if counts.sum() == 0:
         return []
+    rims = blend_rims(labels[y:y + h, x:x + w], crop, counts)
+    counts[rims] = 0                     # a rim is the dominant object's edge: in its mask, no object
     main = [c for c in np.flatnonzero(counts) if counts[c] >= max(0.12 * counts.sum(), min_area)]
     main = main or [int(counts.argmax())]
     H, W = labels.shape
