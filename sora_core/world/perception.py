@@ -164,9 +164,9 @@ def blend_rims(labels: np.ndarray, comp: np.ndarray, counts: np.ndarray) -> list
     for c in present:
         if c == dom:
             continue
-        m = ((labels == c) & comp).astype(np.uint8)
-        inside = cv2.erode(m, _K3, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-        if inside.sum() <= 0.15 * counts[c] and (m.astype(bool) & near).sum() >= 0.9 * counts[c]:
+        m = (labels == c) & comp
+        inside = cv2.erode(m.astype(np.uint8), _K3, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        if inside.sum() <= 0.15 * counts[c] and (m & near).sum() >= 0.9 * counts[c]:
             rims.append(int(c))
     return rims
 
