@@ -259,13 +259,13 @@ _DIT_PRESETS = {
     # pool of 4,096 scenes swung shape and the one-object count 10 to 20 points in opposite directions,
     # the model tracking the last pool it saw (docs/training.md, "A fourth pool")
     "default-large-pool": lambda: dataclasses.replace(
-        _continued(_DIT_PRESETS["default"](), "default-large-pool", lr=1.5e-4, warmup=100, steps=7000),
-        object_weight=4.0, shape_probs=(1.0, 2.0, 1.0), pool_size=16384),
+        _continued(_DIT_PRESETS["default-boxes"](), "default-large-pool", lr=1.5e-4, warmup=100, steps=7000),
+        pool_size=16384),
     # the box recipe with four of five training scenes holding one object (60 % before): a test of
     # whether the unasked second object of text-to-video comes from the scene mix's prior
     "default-single": lambda: dataclasses.replace(
-        _continued(_DIT_PRESETS["default"](), "default-single", lr=2.5e-4, warmup=100, steps=5000),
-        object_weight=4.0, shape_probs=(1.0, 2.0, 1.0), object_probs=(0.8, 0.15, 0.05)),
+        _continued(_DIT_PRESETS["default-boxes"](), "default-single", lr=2.5e-4, warmup=100, steps=5000),
+        object_probs=(0.8, 0.15, 0.05)),
 }
 
 _TEXT_PRESETS = {
