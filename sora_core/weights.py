@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .configs import ConfigError, from_json, to_json
@@ -59,11 +59,57 @@ def _sniff(head: bytes) -> str:
     return "not a safetensors file"
 
 
-def check_safetensors(path: str | os.PathLike) -> Path:
-    """Return ``path`` if its content is a safetensors file; otherwise raise WeightsError.
+# safetensors dtype -> bytes per element (the format's own list, float8 included)
+DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
+               "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8}
+MAX_HEADER = 100_000_000       # safetensors' own limit on the JSON header
 
-    Checks the 8-byte little-endian header length and that the header is a JSON object.
-    """
+
+def _n(v: int) -> str:
+    return f"{v:,}"
+
+
+def _sniff_or_truncated(path: Path, head: bytes, n: int, size: int) -> WeightsError:
+    """The error for a file whose header length or header does not parse."""
+    with open(path, "rb") as f:
+        f.seek(8)
+        first = f.read(1)
+    if first == b"{" and 2 <= n <= MAX_HEADER and n > size - 8:
+        return WeightsError(f"{str(path)!r} is truncated: its header says {_n(n)} bytes of header, the file holds "
+                            f"{_n(max(size - 8, 0))} after the length (a partial download?)")
+    return WeightsError(f"{str(path)!r} is {_sniff(head)}: only safetensors weight files are accepted "
+                        f"(convert it to .safetensors; pickle files are never loaded)")
+
+
+def _check_entry(path: Path, name: str, entry) -> tuple[int, int]:
+    """(begin, end) of one tensor entry of the header, or a WeightsError naming what is wrong."""
+    where = f"{str(path)!r} is corrupt: tensor {name!r}"
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise WeightsError(f"{where} has entry {entry!r}; expected keys dtype, shape, data_offsets")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in DTYPE_SIZES:
+        raise WeightsError(f"{where} has dtype {dtype!r}; allowed: {', '.join(DTYPE_SIZES)}")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise WeightsError(f"{where} has shape {shape!r}; expected a list of non-negative integers")
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1]):
+        raise WeightsError(f"{where} has data_offsets {offsets!r}; expected [begin, end] with 0 <= begin <= end")
+    begin, end = offsets
+    numel = 1
+    for d in shape:
+        numel *= d
+    if end - begin != numel * DTYPE_SIZES[dtype]:
+        raise WeightsError(f"{where} spans {_n(end - begin)} bytes but its shape {shape} of {dtype} needs "
+                           f"{_n(numel * DTYPE_SIZES[dtype])}")
+    return begin, end
+
+
+def read_header(path: str | os.PathLike) -> dict[str, dict]:
+    """The checked JSON header of a safetensors file: ``{name: {"dtype", "shape", "data_offsets"}}``
+    plus ``"__metadata__"`` when present. Raises WeightsError naming the file and the problem: not
+    safetensors (pickle, zip, ...), truncated (header or tensor data cut short, e.g. a partial
+    download), unknown dtypes, bad shapes, byte ranges that overlap, leave gaps or do not match the
+    shape, or bytes after the last tensor."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weight file {str(path)!r} does not exist (expected a .safetensors file)")
@@ -71,22 +117,61 @@ def check_safetensors(path: str | os.PathLike) -> Path:
     with open(path, "rb") as f:
         head = f.read(8)
         n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
-        header = f.read(n) if 2 <= n <= min(size - 8, 100_000_000) else b""
+        raw = f.read(n) if 2 <= n <= min(size - 8, MAX_HEADER) else b""
     try:
-        ok = header[:1] == b"{" and isinstance(json.loads(header), dict)
+        header = json.loads(raw) if raw[:1] == b"{" else None
     except (ValueError, UnicodeDecodeError):
-        ok = False
-    if not ok:
-        raise WeightsError(f"{str(path)!r} is {_sniff(head)}: only safetensors weight files are accepted "
-                           f"(convert it to .safetensors; pickle files are never loaded)")
-    return path
+        header = None
+    if not isinstance(header, dict):
+        raise _sniff_or_truncated(path, head, n, size)
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise WeightsError(f"{str(path)!r} is corrupt: its __metadata__ must map strings to strings")
+    data_size = size - 8 - n
+    spans = sorted((_check_entry(path, k, v), k) for k, v in header.items() if k != "__metadata__")
+    pos = 0
+    for (begin, end), name in spans:
+        if begin != pos:
+            what = "overlaps the tensor before it" if begin < pos else f"leaves a gap of {_n(begin - pos)} bytes"
+            raise WeightsError(f"{str(path)!r} is corrupt: tensor {name!r} at bytes {begin}..{end} {what}")
+        pos = end
+    if pos > data_size:
+        raise WeightsError(f"{str(path)!r} is truncated: the header says {_n(pos)} bytes of tensor data, the file "
+                           f"holds {_n(data_size)} (a partial download?)")
+    if pos < data_size:
+        raise WeightsError(f"{str(path)!r} is corrupt: {_n(data_size - pos)} bytes follow the {_n(pos)} bytes of "
+                           f"tensor data its header describes")
+    return header
+
+
+def check_safetensors(path: str | os.PathLike) -> Path:
+    """Return ``path`` if it is a complete, consistent safetensors file; otherwise raise WeightsError
+    naming the file and what is wrong (see ``read_header``)."""
+    read_header(path)
+    return Path(path)
+
+
+def parameter_count(path: str | os.PathLike) -> int:
+    """Number of tensor elements in a weight file (from its checked header; no tensor is read)."""
+    header = read_header(path)
+    total = 0
+    for k, v in header.items():
+        if k != "__metadata__":
+            numel = 1
+            for d in v["shape"]:
+                numel *= d
+            total += numel
+    return total
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The string metadata of a safetensors file (empty dict when it has none)."""
     path = check_safetensors(path)
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except SafetensorError as e:                 # a problem read_header does not know of
+        raise WeightsError(f"{str(path)!r} cannot be read as safetensors: {e}") from e
 
 
 def read_config(path: str | os.PathLike, kind: str | None = None):
@@ -189,6 +274,18 @@ def check_state(path, expected: Mapping[str, torch.Tensor], got: Mapping[str, tu
         raise WeightsError(f"{str(path)!r} does not match its module: " + "; ".join(problems))
 
 
+def check_dtypes(path, expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor]) -> None:
+    """Raise one WeightsError listing file tensors whose dtype cannot stand in for the module's:
+    floating-point parameters need floating-point tensors (an int8 or bool tensor in place of a
+    weight would be silently cast), integer / bool buffers need integer / bool tensors."""
+    bad = sorted(f"{k} (file {got[k].dtype}, model {expected[k].dtype})" for k in set(expected) & set(got)
+                 if got[k].is_floating_point() != expected[k].is_floating_point() or got[k].is_complex())
+    if bad:
+        raise WeightsError(f"{str(path)!r} holds tensors of the wrong kind of dtype: "
+                           + _listing("tensor(s)", bad) + "; weights must be floating point (float32, bfloat16, "
+                           "float16 ...)")
+
+
 def load_component(path: str | os.PathLike, kind: str | None = None, device: torch.device | str = "cpu",
                    key_map: KeyMap | None = None, cfg=None,
                    allow_missing: bool = False) -> tuple[torch.nn.Module, object]:
@@ -208,15 +305,20 @@ def load_component(path: str | os.PathLike, kind: str | None = None, device: tor
     module = build_module(cfg)
     rename = _rename(key_map)
     tensors: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt") as f:
-        for k in f.keys():
-            new = rename(k)
-            if new is not None:
-                tensors[new] = f.get_tensor(k)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for k in f.keys():
+                new = rename(k)
+                if new is not None:
+                    tensors[new] = f.get_tensor(k)
+    except SafetensorError as e:                 # e.g. the file changed since it was checked
+        raise WeightsError(f"{str(path)!r} cannot be read as safetensors: {e}") from e
     check_state(path, module.state_dict(), {k: v.shape for k, v in tensors.items()}, allow_missing)
+    check_dtypes(path, module.state_dict(), tensors)
     module.load_state_dict(tensors, strict=not allow_missing)
     return module.to(device).eval(), cfg
 
 
-__all__ = ["WeightsError", "REGISTRY", "CONFIG_KEY", "check_safetensors", "read_metadata", "read_config",
-           "save_component", "build_module", "check_state", "load_component"]
+__all__ = ["WeightsError", "REGISTRY", "CONFIG_KEY", "DTYPE_SIZES", "check_safetensors", "read_header",
+           "parameter_count", "read_metadata", "read_config", "save_component", "build_module", "check_state",
+           "check_dtypes", "load_component"]

@@ -180,3 +180,112 @@ def test_real_components_round_trip(tmp_path, monkeypatch, kind, cls_path):
     loaded, got = load_component(save_component(tmp_path / f"{kind}.safetensors", module, cfg), kind=kind)
     assert type(loaded).__name__ == cls_path[1] and got == cfg
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in module.state_dict().items())
+
+
+# ---------------------------------------------------------------------------------------------
+# Truncated and corrupt files (a half-downloaded model, a damaged checkpoint)
+# ---------------------------------------------------------------------------------------------
+
+def _header_len(path) -> int:
+    import struct
+    return struct.unpack("<Q", path.read_bytes()[:8])[0]
+
+
+@pytest.fixture
+def saved(tmp_path, cfg):
+    return save_component(tmp_path / "dit.safetensors", _module(cfg), cfg)
+
+
+@pytest.mark.parametrize("cut", ["in_length", "in_header", "after_header", "mid_data", "last_byte"])
+def test_truncated_file_is_reported(saved, cut):
+    data = saved.read_bytes()
+    n = _header_len(saved)
+    at = {"in_length": 5, "in_header": 8 + n // 2, "after_header": 8 + n, "mid_data": (8 + n + len(data)) // 2,
+          "last_byte": len(data) - 1}[cut]
+    saved.write_bytes(data[:at])
+    for read in (load_component, read_config, read_metadata, weights.check_safetensors):
+        with pytest.raises(WeightsError) as e:
+            read(saved)
+        msg = str(e.value)
+        assert str(saved) in msg
+        if cut != "in_length":
+            assert "truncated" in msg and "partial download" in msg, msg
+    if cut in ("mid_data", "last_byte", "after_header"):
+        assert f"the file holds {len(data) - 8 - n - (len(data) - at):,}" in msg
+
+
+def test_truncation_message_gives_sizes(saved):
+    data = saved.read_bytes()
+    n = _header_len(saved)
+    saved.write_bytes(data[:8 + n + 10])
+    with pytest.raises(WeightsError, match=rf"says {len(data) - 8 - n:,} bytes of tensor data, the file holds 10 "):
+        load_component(saved)
+
+
+def _rewrite_header(path, edit):
+    """Replace the JSON header of ``path`` by ``edit(header)`` (padded to keep the length field honest)."""
+    import json
+    import struct
+    data = path.read_bytes()
+    n = _header_len(path)
+    header = json.loads(data[8:8 + n])
+    edit(header)                                                  # in place
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+
+
+def _first(header):
+    return sorted(k for k in header if k != "__metadata__")[0]
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda h: h[_first(h)].update(dtype="F17"), "dtype 'F17'; allowed: BOOL"),
+    (lambda h: h[_first(h)].update(shape=[-1, 2]), r"shape \[-1, 2\]; expected a list of non-negative"),
+    (lambda h: h[_first(h)].update(shape="32"), "shape '32'"),
+    (lambda h: h[_first(h)].update(data_offsets=[0]), r"data_offsets \[0\]"),
+    (lambda h: h[_first(h)].update(data_offsets=[8, 4]), r"data_offsets \[8, 4\]"),
+    (lambda h: h[_first(h)].update(shape=h[_first(h)]["shape"] + [2]), "needs"),
+    (lambda h: h[_first(h)].update(dtype="F16"), "needs"),
+    (lambda h: h[_first(h)].update(data_offsets=[o + 4 for o in h[_first(h)]["data_offsets"]]), "spans|gap|overlaps"),
+    (lambda h: h.update(extra={"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}), "overlaps"),
+    (lambda h: h[_first(h)].pop("dtype"), "expected keys dtype, shape, data_offsets"),
+    (lambda h: h.update(__metadata__={"a": 1}), "__metadata__"),
+])
+def test_corrupt_header_is_reported(saved, edit, match):
+    _rewrite_header(saved, edit)
+    with pytest.raises(WeightsError, match=match) as e:
+        load_component(saved)
+    assert str(saved) in str(e.value) and "corrupt" in str(e.value)
+
+
+def test_flipped_header_bytes_and_extra_bytes(saved):
+    data = bytearray(saved.read_bytes())
+    n = _header_len(saved)
+    for i in (8, 8 + n // 3, 8 + n - 1):                      # JSON no longer parses
+        bad = data.copy()
+        bad[i] ^= 0xFF
+        saved.write_bytes(bytes(bad))
+        with pytest.raises(WeightsError, match="not a safetensors file|corrupt") as e:
+            load_component(saved)
+        assert str(saved) in str(e.value)
+    bad = data.copy()
+    bad[0:8] = (n + 1000).to_bytes(8, "little")                 # header length past the end of the header
+    saved.write_bytes(bytes(bad))
+    with pytest.raises(WeightsError, match=str(saved)):
+        load_component(saved)
+    saved.write_bytes(bytes(data) + b"\0" * 16)                  # bytes after the tensor data
+    with pytest.raises(WeightsError, match="16 bytes follow"):
+        load_component(saved)
+
+
+def test_parameter_count_from_header(saved, cfg):
+    assert weights.parameter_count(saved) == sum(v.numel() for v in _module(cfg).state_dict().values())
+
+
+def test_integer_tensors_in_place_of_weights_are_refused(tmp_path, cfg):
+    sd = {k: (v * 100).to(torch.int32) if k.startswith("blocks.0") else v for k, v in _module(cfg).state_dict().items()}
+    path = tmp_path / "ints.safetensors"
+    save_file(sd, str(path), metadata={"sora.config": to_json(cfg)})
+    with pytest.raises(WeightsError, match=r"wrong kind of dtype: 2 tensor\(s\): blocks.0.bias \(file torch.int32, "
+                                           r"model torch.float32\)"):
+        load_component(path)
