@@ -10,13 +10,70 @@ Presets are small named factories: ``vae_preset("default")``, ``dit_preset("tiny
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
 class ConfigError(ValueError):
     """A config that is malformed, of the wrong kind, or names an unknown preset."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: every field checked against its declared type and the class's ``limits``
+# ---------------------------------------------------------------------------------------------
+
+MAX_DIM = 65536             # any width (channels, model dim, text dim); Wan 14B uses 5120
+MAX_LAYERS = 1000
+MAX_ITEMS = 64              # entries of a tuple field with ``...`` length
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_scalar(label: str, value, kind: type, bounds: tuple | None) -> None:
+    """Type (int / float / bool / str, no bool for numbers, finite floats) and inclusive bounds."""
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    ok = (type(value) is bool if kind is bool else isinstance(value, str) if kind is str
+          else type(value) is int if kind is int
+          else isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+    if not ok:
+        raise ConfigError(f"{label}={value!r} must be {names[kind]}" + (" (finite)" if kind is float else ""))
+    if kind is str:
+        if not 0 < len(value) <= 256:
+            raise ConfigError(f"{label}={value!r} must be a non-empty string of at most 256 characters")
+    elif bounds is not None and not bounds[0] <= value <= bounds[1]:
+        raise ConfigError(f"{label}={value!r} is out of range: allowed {bounds[0]} .. {bounds[1]}")
+
+
+def check_fields(cfg) -> None:
+    """Check every field of a config dataclass against its type annotation and ``cfg.limits``
+    (``{field: (low, high)}``, inclusive, applied to each entry of a tuple); raises ConfigError
+    naming the class, the field, the value and what is allowed."""
+    cls = type(cfg)
+    limits = getattr(cls, "limits", {})
+    for f in dataclasses.fields(cls):
+        hint, value, label = _hints(cls)[f.name], getattr(cfg, f.name), f"{cls.__name__}.{f.name}"
+        if typing.get_origin(hint) is not tuple:
+            _check_scalar(label, value, hint, limits.get(f.name))
+            continue
+        args = typing.get_args(hint)
+        length = MAX_ITEMS if args[-1] is Ellipsis else len(args)
+        if not isinstance(value, tuple) or (len(value) > length if args[-1] is Ellipsis else len(value) != length):
+            want = f"a list of at most {length}" if args[-1] is Ellipsis else f"a list of exactly {length}"
+            raise ConfigError(f"{label}={value!r} must be {want} values")
+        for i, v in enumerate(value):
+            _check_scalar(f"{label}[{i}]", v, args[0], limits.get(f.name))
+
+
+def _require(cfg, ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{type(cfg).__name__}.{name}: {message}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -43,8 +100,15 @@ class VAEConfig:
     chunk_frames: int = 4                     # pixel frames per causal chunk (= temporal factor)
 
     kind = "vae"
+    limits = {"in_channels": (1, 64), "base_dim": (1, 4096), "z_dim": (1, 1024), "dim_mult": (1, 64),
+              "num_res_blocks": (0, 64), "attn_scales": (1e-6, 1.0), "dropout": (0.0, 0.99),
+              "latents_mean": (-1e4, 1e4), "latents_std": (1e-8, 1e4), "chunk_frames": (1, 1024)}
 
     def __post_init__(self):
+        check_fields(self)
+        _require(self, len(self.dim_mult) >= 1, "dim_mult", "needs at least one entry")
+        _require(self, self.base_dim * max(self.dim_mult) <= MAX_DIM, "base_dim",
+                 f"base_dim * max(dim_mult) = {self.base_dim * max(self.dim_mult)} exceeds {MAX_DIM}")
         if len(self.temporal_downsample) != len(self.dim_mult) - 1:
             raise ConfigError(
                 f"VAEConfig.temporal_downsample has {len(self.temporal_downsample)} entries; it needs "
@@ -85,6 +149,16 @@ class DiTConfig:
     pooled_text: bool = False
 
     kind = "dit"
+    limits = {"in_channels": (1, 1024), "out_channels": (1, 1024), "patch_size": (1, 64), "num_heads": (1, 1024),
+              "head_dim": (6, 1024), "num_layers": (1, MAX_LAYERS), "ffn_dim": (1, 4 * MAX_DIM),
+              "text_dim": (1, MAX_DIM), "freq_dim": (2, MAX_DIM), "eps": (1e-12, 0.1), "rope_theta": (1.0, 1e9)}
+
+    def __post_init__(self):
+        check_fields(self)
+        _require(self, self.head_dim % 2 == 0, "head_dim",
+                 f"{self.head_dim} must be even (RoPE rotates channel pairs, split over t / h / w)")
+        _require(self, self.dim <= MAX_DIM, "num_heads",
+                 f"num_heads * head_dim = {self.dim} exceeds {MAX_DIM}")
 
     @property
     def dim(self) -> int:
@@ -106,6 +180,14 @@ class TextEncoderConfig:
     vocab_size: int = 259
 
     kind = "text_encoder"
+    limits = {"dim": (1, MAX_DIM), "num_layers": (1, MAX_LAYERS), "num_heads": (1, 1024),
+              "ffn_dim": (1, 4 * MAX_DIM), "max_len": (1, MAX_DIM), "out_dim": (1, MAX_DIM),
+              "vocab_size": (259, 1_000_000)}
+
+    def __post_init__(self):
+        check_fields(self)
+        _require(self, self.dim % self.num_heads == 0, "dim",
+                 f"{self.dim} must be divisible by num_heads={self.num_heads}")
 
 
 @dataclass(frozen=True)
@@ -117,6 +199,10 @@ class ScheduleConfig:
     sampler: str = "euler"
 
     kind = "schedule"
+    limits = {"shift": (1e-3, 1e3), "steps": (1, 10000), "cfg": (0.0, 100.0)}
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 COMPONENTS: dict[str, type] = {c.kind: c for c in (VAEConfig, DiTConfig, TextEncoderConfig, ScheduleConfig)}
@@ -205,6 +291,8 @@ def from_json(text: str, kind: str | None = None):
         raise ConfigError(f"config kind {k!r} is unknown; allowed: {', '.join(COMPONENTS)}")
     if kind is not None and k != kind:
         raise ConfigError(f"expected a {kind} config, found a {k} config")
+    if not isinstance(fields, dict):
+        raise ConfigError(f"malformed config JSON: 'config' must be an object, got {type(fields).__name__}")
     return from_dict(COMPONENTS[k], fields)
 
 
@@ -228,4 +316,4 @@ def replace(cfg, **changes):
 
 __all__ = ["VAEConfig", "DiTConfig", "TextEncoderConfig", "ScheduleConfig", "ConfigError", "preset",
            "preset_names", "vae_preset", "dit_preset", "text_encoder_preset", "to_json", "from_json",
-           "from_dict", "replace", "field"]
+           "from_dict", "replace", "field", "check_fields", "MAX_DIM", "MAX_LAYERS"]
