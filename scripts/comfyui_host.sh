@@ -4,6 +4,9 @@
 #
 #   scripts/comfyui_host.sh checkout GIT_DIR   # write ComfyUI's files from a bare git dir to $COMFY_DIR
 #   scripts/comfyui_host.sh venv               # $COMFY_DIR/.venv: torch, ComfyUI + pack requirements
+#   scripts/comfyui_host.sh ci-venv            # the venv the tests start ComfyUI with ($COMFY_VENV, default
+#                                              # ~/.cache/comfyui-sora/comfyui-venv) for the tree in $COMFY_SRC
+#                                              # (default ../shared/comfyui)
 #   scripts/comfyui_host.sh link               # symlink this checkout into custom_nodes/comfyui-sora
 #   scripts/comfyui_host.sh start | stop | restart | status
 #   scripts/comfyui_host.sh check              # list import failures of the pack in the server log
@@ -54,15 +57,34 @@ checkout() {
 }
 
 # ---------------------------------------------------------------- venv
+make_venv() {
+    # make_venv VENV_DIR COMFY_REQUIREMENTS: torch + torchvision, ComfyUI's requirements without its torch
+    # lines (torchaudio is not needed for the pack and has no build for this torch here: left out),
+    # requests, and the pack's own requirements, the way ComfyUI-Manager installs a pack.
+    local venv_dir="$1" req="$2" py="$1/bin/python"
+    [[ -f "$req" ]] || die "no ComfyUI requirements file at $req"
+    [[ -x "$py" ]] || { mkdir -p "$(dirname "$venv_dir")"; python3 -m venv "$venv_dir"; }
+    "$py" -m pip install -q "$COMFY_TORCH" "$COMFY_TORCHVISION"
+    local notorch; notorch="$(mktemp)"
+    grep -v -E '^(torch|torchvision|torchaudio)$' "$req" >"$notorch"
+    "$py" -m pip install -q -r "$notorch" requests
+    rm -f "$notorch"
+    "$py" -m pip install -q -r "$PACK_DIR/requirements.txt"
+    "$py" -c "import torch, torchvision, comfy_kitchen; print('venv ready:', '$venv_dir', 'torch', torch.__version__)"
+}
+
 venv() {
     [[ -f "$COMFY_DIR/main.py" ]] || die "no ComfyUI in $COMFY_DIR: run 'checkout' first"
-    [[ -x "$PY" ]] || python3 -m venv "$COMFY_DIR/.venv"
-    "$PY" -m pip install -q "$COMFY_TORCH" "$COMFY_TORCHVISION"
-    # torchaudio is not needed for the pack and has no build for this torch here: leave it out.
-    grep -v -E '^(torch|torchvision|torchaudio)$' "$COMFY_DIR/requirements.txt" >"$COMFY_DIR/requirements.notorch.txt"
-    "$PY" -m pip install -q -r "$COMFY_DIR/requirements.notorch.txt" requests
-    "$PY" -m pip install -q -r "$PACK_DIR/requirements.txt"
-    "$PY" -c "import torch, comfy_kitchen; print('venv ready: torch', torch.__version__)"
+    make_venv "$COMFY_DIR/.venv" "$COMFY_DIR/requirements.txt"
+}
+
+ci_venv() {
+    # The venv the test suite starts ComfyUI with (tests/comfyui_server.py): the source tree stays
+    # read-only, the venv lives outside it.
+    local src="${COMFY_SRC:-$PACK_DIR/../shared/comfyui}"
+    local venv_dir="${COMFY_VENV:-$HOME/.cache/comfyui-sora/comfyui-venv}"
+    [[ -f "$src/main.py" ]] || die "no ComfyUI source tree at $src (set COMFY_SRC)"
+    make_venv "$venv_dir" "$src/requirements.txt"
 }
 
 # ---------------------------------------------------------------- link
@@ -119,6 +141,7 @@ cmd="${1:-}"; shift || true
 case "$cmd" in
     checkout) checkout "$@";;
     venv) venv;;
+    ci-venv) ci_venv;;
     link) link;;
     start) start;;
     stop) stop;;
@@ -126,5 +149,5 @@ case "$cmd" in
     status) status;;
     check) check;;
     all) checkout "$@"; venv; link; start;;
-    *) sed -n '2,16p' "$0"; exit 2;;
+    *) sed -n '2,19p' "$0"; exit 2;;
 esac

@@ -44,3 +44,21 @@ def train_tiny_model(tmp, vae_steps: int = 1, dit_steps: int = 1, vae_seed: int 
     dit_run.fit(steps=dit_steps)
     dit_run.export(tmp / "dit_out")
     return vae_run, vae_path, dit_run, tmp / "dit_out"
+
+
+@pytest.fixture(scope="session")
+def comfyui_server():
+    """A real ComfyUI with this pack in custom_nodes (tests/comfyui_server.py): the one at
+    SORA_COMFYUI_URL, or one started from ../shared/comfyui for the session. Skips when neither is
+    available, unless SORA_REQUIRE_COMFYUI=1 (CI), where it fails."""
+    import os
+
+    from comfyui_server import ComfyUIUnavailable, find_or_start
+    try:
+        server = find_or_start()
+    except ComfyUIUnavailable as e:
+        if os.environ.get("SORA_REQUIRE_COMFYUI", "") == "1":
+            pytest.fail(f"SORA_REQUIRE_COMFYUI=1 but no real ComfyUI: {e}")
+        pytest.skip(str(e))
+    yield server
+    server.stop()

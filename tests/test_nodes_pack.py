@@ -2,12 +2,13 @@
 never imports or installs a top-level ``nodes`` (ComfyUI has its own), and its packaging lists every
 sub-package of the core."""
 
-import importlib.metadata
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
 import tomllib
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,17 +57,39 @@ def test_no_top_level_nodes_in_the_packaging():
     assert on_disk <= set(packages), f"sub-packages missing from pyproject: {sorted(on_disk - set(packages))}"
 
 
-def test_installed_distribution_has_no_top_level_nodes():
-    try:
-        dist = importlib.metadata.distribution("comfyui-sora")
-    except importlib.metadata.PackageNotFoundError:
-        return                                                   # not installed: nothing to check
-    if dist.read_text("RECORD") is None:
-        return                                   # a build's egg-info in the checkout, not an install
-    files = [str(f) for f in dist.files or []]
+def _build_wheel(tmp_path: Path) -> Path:
+    """A wheel of this checkout, built offline from a copy of its sources (nothing written here)."""
+    src = tmp_path / "src"
+    keep = ["pyproject.toml", "README.md", "requirements.txt", "__init__.py", "nodes", "sora_core", "workflows"]
+    src.mkdir()
+    for name in keep + ["web"]:
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        elif path.is_file():
+            shutil.copy2(path, src / name)
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
+                          "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("comfyui_sora-*.whl")
+    return wheel
+
+
+def test_built_wheel_has_no_top_level_nodes_and_carries_the_pack(tmp_path):
+    """What ``pip install`` puts on disk: the core and the pack as ``comfyui_sora``, the default model
+    and the workflows inside, and never a top-level ``nodes``."""
+    with zipfile.ZipFile(_build_wheel(tmp_path)) as wheel:
+        files = wheel.namelist()
+        (top_file,) = [f for f in files if f.endswith(".dist-info/top_level.txt")]
+        top = wheel.read(top_file).decode().split()
+    assert sorted(top) == ["comfyui_sora", "sora_core"]
     assert not any(f.startswith("nodes/") or f == "nodes.py" for f in files)
-    top = (dist.read_text("top_level.txt") or "").split()
-    assert "nodes" not in top
+    assert "comfyui_sora/nodes/__init__.py" in files and "comfyui_sora/__init__.py" in files
+    for name in ("dit", "vae", "text_encoder"):
+        assert f"sora_core/default_model/{name}.safetensors" in files
+    shipped = {p.name for p in (ROOT / "workflows").glob("*.json")}
+    assert shipped and shipped <= {Path(f).name for f in files if f.startswith("comfyui_sora/workflows/")}
+    assert not any(f.startswith("checkpoints/") or "/checkpoints/" in f for f in files)
 
 
 def test_every_node_is_in_the_sora_category_and_has_a_display_name():
