@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 
 
@@ -56,13 +57,63 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+MAX_STEPS = 10 ** 9
+MAX_HOURS = 100_000.0
+MAX_THREADS = 1024
+
+
 def _check(args) -> None:
+    """Every number, checked before anything is built or read (NaN and inf included)."""
     for name in ("steps", "until"):
         v = getattr(args, name)
-        if v is not None and v < 1:
-            raise ValueError(f"--{name}={v} must be >= 1")
-    if args.hours is not None and args.hours <= 0:
-        raise ValueError(f"--hours={args.hours} must be > 0")
+        if v is not None and not 1 <= v <= MAX_STEPS:
+            raise ValueError(f"--{name}={v} must be in [1, {MAX_STEPS}]")
+    if args.hours is not None and not (math.isfinite(args.hours) and 0 < args.hours <= MAX_HOURS):
+        raise ValueError(f"--hours={args.hours} must be a finite number in (0, {MAX_HOURS:g}]")
+    if args.seed is not None and not 0 <= args.seed < 2 ** 63:
+        raise ValueError(f"--seed={args.seed} must be in [0, 2**63)")
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise ValueError(f"--threads={args.threads} must be in [1, {MAX_THREADS}]")
+
+
+def _trainer_class(stage: str):
+    if stage == "text":
+        from ..train.text_trainer import TextTrainer
+        return TextTrainer
+    if stage == "vae":
+        from ..train.vae_trainer import VAETrainer
+        return VAETrainer
+    from ..train.dit_trainer import DiTTrainer
+    return DiTTrainer
+
+
+def _check_stage_options(args) -> None:
+    if args.stage != "dit":
+        for name in ("init", "text"):
+            if getattr(args, name) is not None:
+                raise ValueError(f"--{name} is for the dit stage; the {args.stage} stage does not take it")
+    if args.stage == "text" and args.vae is not None:
+        raise ValueError("--vae is for the vae and dit stages; the text stage reads captions only")
+
+
+def _check_run(args, preset, cls) -> None:
+    """Before any model is built: --export can take the weights, and a resumed run has steps left."""
+    from pathlib import Path
+
+    from ..train.common import checkpoint_step
+    from ..train.loop import CHECKPOINT, check_end, check_export_dir, check_folder
+    check_folder("--out", args.out)
+    if args.export:
+        check_export_dir(args.export, cls.export_names, args.overwrite)
+    ckpt = Path(args.out) / CHECKPOINT
+    if args.resume and ckpt.is_file():
+        check_end(Path(args.out), checkpoint_step(ckpt), args.steps, args.until, preset.loop.steps, quiet=True)
+
+
+def _make_trainer(cls, args, preset, env):
+    kw = {"vae": {"init_path": args.vae},
+          "dit": {"vae_path": args.vae, "init_dir": args.init, "text_path": args.text}}.get(args.stage, {})
+    return cls(preset, args.out, env, resume=args.resume, progress=not args.no_progress, **kw)
 
 
 def run(args) -> int:
@@ -71,30 +122,20 @@ def run(args) -> int:
     from ..train.common import cleanup_distributed, setup_distributed
     from ..train.presets import train_preset
     _check(args)
+    _check_stage_options(args)
     preset = train_preset(args.stage, args.preset)
     if args.seed is not None:
         preset = dataclasses.replace(preset, seed=args.seed)
+    cls = _trainer_class(args.stage)
+    try:
+        _check_run(args, preset, cls)
+    except FileExistsError as e:
+        raise ValueError(str(e)) from e
     if args.threads:
         torch.set_num_threads(args.threads)
     env = setup_distributed(args.device)
     try:
-        if args.stage != "dit":
-            for name in ("init", "text"):
-                if getattr(args, name) is not None:
-                    raise ValueError(f"--{name} is for the dit stage; the {args.stage} stage does not take it")
-        if args.stage == "text":
-            if args.vae is not None:
-                raise ValueError("--vae is for the vae and dit stages; the text stage reads captions only")
-            from ..train.text_trainer import TextTrainer
-            trainer = TextTrainer(preset, args.out, env, resume=args.resume, progress=not args.no_progress)
-        elif args.stage == "vae":
-            from ..train.vae_trainer import VAETrainer
-            trainer = VAETrainer(preset, args.out, env, resume=args.resume, progress=not args.no_progress,
-                                 init_path=args.vae)
-        else:
-            from ..train.dit_trainer import DiTTrainer
-            trainer = DiTTrainer(preset, args.out, env, resume=args.resume, progress=not args.no_progress,
-                                 vae_path=args.vae, init_dir=args.init, text_path=args.text)
+        trainer = _make_trainer(cls, args, preset, env)
         summary = trainer.fit(steps=args.steps, until=args.until, hours=args.hours)
         if args.export and env.is_main:
             summary["exported"] = [str(p) for p in trainer.export(args.export, overwrite=args.overwrite)]

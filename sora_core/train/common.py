@@ -23,6 +23,9 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..files import atomic_write, remove_orphan_temps
+from ..files import write_text as atomic_write_text
+
 
 # ---------------------------------------------------------------------------------------------
 # Seeds
@@ -66,6 +69,8 @@ def setup_distributed(device: str = "auto") -> DistEnv:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device={device!r} is not allowed; allowed: auto, cpu, cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: this torch build sees no CUDA GPU; use --device cpu (or auto)")
     if device == "cuda":
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
@@ -205,26 +210,49 @@ def _unflatten(obj, tensors: dict):
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write a nested state (dicts, lists, tensors, numbers, strings) atomically as safetensors."""
-    path = Path(path)
+    """Write a nested state (dicts, lists, tensors, numbers, strings) atomically as safetensors
+    (``files.atomic_write``: a crash mid-write leaves the previous checkpoint and at most a temp file
+    that ``remove_orphan_temps`` recognises)."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _flatten(state, tensors, "")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata={"sora_checkpoint": json.dumps(skeleton)})
-    os.replace(tmp, path)
+    meta = {"sora_checkpoint": json.dumps(skeleton)}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The step a checkpoint was written at, read from its metadata only (no tensors)."""
+    from safetensors import SafetensorError, safe_open
+
+    from ..weights import check_safetensors
+    path = check_safetensors(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            skeleton = json.loads((f.metadata() or {}).get("sora_checkpoint", "null"))
+    except (SafetensorError, ValueError) as e:
+        raise ValueError(f"checkpoint {path} is damaged ({e}); restore a copy or start a new run") from None
+    fields = dict(skeleton["__d"]) if isinstance(skeleton, dict) and "__d" in skeleton else {}
+    if not isinstance(fields.get("step"), int):
+        raise ValueError(f"{path} is not a training checkpoint of this project (no step in its metadata)")
+    return fields["step"]
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """Read a state written by ``save_checkpoint``."""
+    """Read a state written by ``save_checkpoint``; a damaged file raises a ValueError naming it."""
+    from safetensors import SafetensorError, safe_open
+
+    from ..weights import check_safetensors
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if "sora_checkpoint" not in meta:
-        raise ValueError(f"{path} is not a training checkpoint of this project (no 'sora_checkpoint' metadata)")
-    return _unflatten(json.loads(meta["sora_checkpoint"]), load_file(str(path)))
+    check_safetensors(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if "sora_checkpoint" not in meta:
+            raise ValueError(f"{path} is not a training checkpoint of this project (no 'sora_checkpoint' metadata)")
+        return _unflatten(json.loads(meta["sora_checkpoint"]), load_file(str(path)))
+    except SafetensorError as e:
+        raise ValueError(f"checkpoint {path} is damaged ({e}); restore a copy or start a new run") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,7 +267,7 @@ class JsonlLog:
         if resume_step is not None and self.path.exists():
             keep = [ln for ln in self.path.read_text().splitlines()
                     if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
-            self.path.write_text("".join(ln + "\n" for ln in keep))
+            atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
 
@@ -266,14 +294,31 @@ def plot_loss(records: list[dict], png: str | Path, keys: tuple[str, ...] = ("lo
     if not series:
         return
     img = line_plot(series, title=title, xlabel="step", ylabel="loss", log_y=True)
-    png = Path(png)
-    tmp = png.with_name(f".{png.stem}.tmp{os.getpid()}.png")
-    cv2.imwrite(str(tmp), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    os.replace(tmp, png)
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+
+    def write(tmp: Path) -> None:
+        if not cv2.imwrite(str(tmp), bgr):
+            raise OSError(f"could not write the loss plot {png}")
+    atomic_write(png, write)
+
+
+def remove_run_temps(run_dir: str | Path, names) -> list[Path]:
+    """Remove the temp files that a killed earlier process of this run left for ``names`` in
+    ``run_dir`` (see ``files.remove_orphan_temps``), saying so on stderr."""
+    removed = remove_orphan_temps(run_dir, names)
+    if removed:
+        import sys
+        print(f"removed {len(removed)} temp file(s) an interrupted run left in {run_dir}: "
+              f"{', '.join(p.name for p in removed)}", file=sys.stderr)
+    return removed
 
 
 class Stopper:
-    """Stop at a step boundary on SIGTERM/SIGINT (after a checkpoint) or when a wall-time budget is spent."""
+    """Stop at a step boundary on SIGTERM/SIGINT (after a checkpoint) or when a wall-time budget is spent.
+
+    A second signal raises KeyboardInterrupt at once: the checkpoint being written, if any, is
+    abandoned (its temp file removed) and the last complete one stays.
+    """
 
     def __init__(self, hours: float | None = None):
         self.deadline = time.time() + hours * 3600 if hours else None
@@ -286,6 +331,8 @@ class Stopper:
                 pass
 
     def _handle(self, signum, frame):
+        if self.signalled:
+            raise KeyboardInterrupt
         self.signalled = True
 
     def should_stop(self) -> bool:

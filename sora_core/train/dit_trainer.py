@@ -22,7 +22,7 @@ from .buckets import BucketTable
 from .common import autocast, step_generator, step_seed
 from .data import WorldClips
 from .latent_cache import LatentCache
-from .loop import StageTrainer
+from .loop import StageTrainer, check_export_dir
 from .vae_trainer import encoder_id, parse_bucket, resolve_weights
 
 
@@ -183,6 +183,7 @@ class TextContextCache:
 
 class DiTTrainer(StageTrainer):
     stage = "dit"
+    export_names = ("dit.safetensors", "text_encoder.safetensors")
 
     def __init__(self, preset, run_dir, env=None, resume=False, progress=True, vae_path: str | None = None,
                  init_dir: str | None = None, text_path: str | None = None):
@@ -407,11 +408,8 @@ class DiTTrainer(StageTrainer):
     def export(self, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
         """EMA weights -> ``out_dir/dit.safetensors`` and ``out_dir/text_encoder.safetensors``."""
         from ..weights import save_component
-        out_dir = Path(out_dir)
-        paths = [out_dir / "dit.safetensors", out_dir / "text_encoder.safetensors"]
-        for path in paths:
-            if path.exists() and not overwrite:
-                raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+        out_dir = check_export_dir(out_dir, self.export_names, overwrite)
+        paths = [out_dir / n for n in self.export_names]
         ema = self.ema_module()
         out_dir.mkdir(parents=True, exist_ok=True)
         meta = {"train_stage": "dit", "train_preset": self.preset.name, "train_steps": str(self.step),

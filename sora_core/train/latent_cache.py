@@ -8,14 +8,16 @@ differs.
 
 from __future__ import annotations
 
-import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+
+from ..files import atomic_write, remove_orphan_temps
 
 
 class LatentCache:
@@ -27,15 +29,22 @@ class LatentCache:
         self.entries: dict[tuple[int, int], torch.Tensor] = {}
         self.dirty, self.last_save = False, time.time()
         self.hits = self.misses = 0
+        remove_orphan_temps(self.path.parent, [self.path.name])     # left by a process killed mid-save
         if self.path.exists():
             self._load()
 
     def _load(self) -> None:
-        with safe_open(str(self.path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if meta.get("vae_id") != self.vae_id or meta.get("scenes", "") != self.scenes:
-                return
-        for k, v in load_file(str(self.path)).items():
+        """Read the cache file; a damaged one is ignored (its latents are encoded again)."""
+        try:
+            with safe_open(str(self.path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if meta.get("vae_id") != self.vae_id or meta.get("scenes", "") != self.scenes:
+                    return
+            entries = load_file(str(self.path))
+        except SafetensorError as e:
+            print(f"ignoring the damaged cache {self.path} ({e}); its latents are encoded again", file=sys.stderr)
+            return
+        for k, v in entries.items():
             b, j = (int(s) for s in k.split("_"))
             self.entries[(b, j)] = v
 
@@ -56,10 +65,9 @@ class LatentCache:
         """Write atomically when there are new entries and the interval has passed (or ``force``)."""
         if not self.dirty or not (force or time.time() - self.last_save >= self.save_interval_s):
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
-        save_file({f"{b}_{j}": v for (b, j), v in self.entries.items()}, str(tmp), metadata={"vae_id": self.vae_id, "scenes": self.scenes})
-        os.replace(tmp, self.path)
+        tensors = {f"{b}_{j}": v for (b, j), v in self.entries.items()}
+        meta = {"vae_id": self.vae_id, "scenes": self.scenes}
+        atomic_write(self.path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
         self.dirty, self.last_save = False, time.time()
 
     def __len__(self) -> int:

@@ -4,6 +4,9 @@ checkpoints, exact resume and DDP. A stage subclasses ``StageTrainer`` and defin
 from __future__ import annotations
 
 import json
+import math
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -12,11 +15,52 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .common import (EMA, DistEnv, JsonlLog, Stopper, barrier, load_checkpoint, lr_at, make_optimizer,
-                     mean_across_ranks, plot_loss, save_checkpoint, set_lr)
+from .common import (EMA, DistEnv, JsonlLog, Stopper, atomic_write_text, barrier, load_checkpoint, lr_at,
+                     make_optimizer, mean_across_ranks, plot_loss, remove_run_temps, save_checkpoint, set_lr)
 from .presets import preset_json
 
 CHECKPOINT = "checkpoint.safetensors"
+RUN_FILES = (CHECKPOINT, "loss.png", "run.json", "log.jsonl")   # what the loop writes into a run folder
+
+
+def check_export_dir(out_dir: str | Path, names, overwrite: bool = False) -> Path:
+    """Check before training that ``--export DIR`` can take the weight files ``names``: DIR is a
+    folder (or can be made), writable, and holds none of them unless ``overwrite``."""
+    out = check_folder("--export", out_dir)
+    existing = [n for n in names if (out / n).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"--export {out_dir}: the folder {out} already holds {', '.join(existing)}; "
+                              f"export into a new folder, or pass --overwrite to replace them")
+    return out
+
+
+def check_folder(option: str, path: str | Path) -> Path:
+    """``path`` is a folder, or can be created as one, in a writable place; else a clear error."""
+    out = folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise FileExistsError(f"{option} {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{option} {path}: the folder {folder} is not writable")
+    return out
+
+
+def check_end(run_dir: Path, done: int, steps: int | None, until: int | None, preset_steps: int,
+              quiet: bool = False) -> int:
+    """The step a run that finished step ``done`` trains to (``until``, capped by the schedule of
+    ``steps``, default ``preset_steps``); asking for one below ``done`` is an error, not a no-op."""
+    total = int(steps or preset_steps)
+    end = min(int(until or total), total)
+    if end == done and done and not quiet:
+        print(f"the run in {run_dir} already finished step {done}: nothing to train", file=sys.stderr)
+    if end >= done:
+        return end
+    until = until if until and until <= total else None
+    asked = (f"--until {until}" if until else f"--steps {steps}" if steps
+             else f"the preset's schedule of {end} steps (no --steps given)")
+    raise ValueError(f"{asked}: the run in {run_dir} already finished step {done}; {'--until' if until else '--steps'} "
+                     f"must be > {done} to train further (or = {done} to only export)")
 
 
 class StageTrainer:
@@ -25,6 +69,7 @@ class StageTrainer:
     and ``export(dir, ema_module, overwrite)``."""
 
     stage = "base"
+    export_names: tuple[str, ...] = ()         # the files ``export`` writes into its folder
 
     def __init__(self, preset, run_dir: str | Path, env: DistEnv | None = None, resume: bool = False,
                  progress: bool = True):
@@ -33,6 +78,8 @@ class StageTrainer:
         self.progress = progress and self.env.is_main
         self.step, self.wall_time = 0, 0.0
         ckpt_path = self.run_dir / CHECKPOINT
+        if self.env.is_main:            # temp files of a process killed mid-write (kill -9, power loss)
+            remove_run_temps(self.run_dir, RUN_FILES)
         if ckpt_path.exists() and not resume:
             raise FileExistsError(f"{self.run_dir} already holds a run ({CHECKPOINT}); pass --resume to continue "
                                   f"it or choose a new --out directory")
@@ -124,7 +171,7 @@ class StageTrainer:
     def _write_run_json(self) -> None:
         info = {"stage": self.stage, "preset": json.loads(preset_json(self.preset)),
                 "inputs": self.inputs(), "world_size": self.env.world_size}
-        (self.run_dir / "run.json").write_text(json.dumps(info, indent=1))
+        atomic_write_text(self.run_dir / "run.json", json.dumps(info, indent=1))
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -153,8 +200,10 @@ class StageTrainer:
         Stops early (with a checkpoint) on SIGTERM/SIGINT or after ``hours``. Returns a summary.
         """
         loop = self.preset.loop
+        if hours is not None and not (math.isfinite(hours) and hours > 0):
+            raise ValueError(f"--hours={hours} must be a finite number > 0")
         self.total_steps = int(steps or loop.steps)
-        end = min(int(until or self.total_steps), self.total_steps)
+        end = check_end(self.run_dir, self.step, steps, until, loop.steps, quiet=not self.env.is_main)
         stopper = Stopper(hours)
         bar = tqdm(total=end, initial=self.step, disable=not self.progress, desc=f"train {self.stage}",
                    dynamic_ncols=True)

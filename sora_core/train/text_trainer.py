@@ -33,7 +33,7 @@ from torch import nn
 
 from .buckets import BucketTable
 from .common import autocast, step_seed
-from .loop import StageTrainer
+from .loop import StageTrainer, check_export_dir
 
 _TEXT, _TEXT_EVAL = 0x7E47, 0x7E48
 
@@ -111,6 +111,7 @@ def masked_bce(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.
 
 class TextTrainer(StageTrainer):
     stage = "text"
+    export_names = ("text_encoder.safetensors",)
     plot_keys = ("loss",)
 
     def build(self) -> None:
@@ -183,9 +184,7 @@ class TextTrainer(StageTrainer):
     def export(self, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
         """EMA text encoder -> ``out_dir/text_encoder.safetensors`` (the head is not exported)."""
         from ..weights import save_component
-        path = Path(out_dir) / "text_encoder.safetensors"
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+        path = check_export_dir(out_dir, self.export_names, overwrite) / self.export_names[0]
         ema = self.ema_module()
         path.parent.mkdir(parents=True, exist_ok=True)
         save_component(path, ema.text_encoder, self.text_cfg,

@@ -19,7 +19,7 @@ from torch import nn
 from .buckets import Bucket, BucketTable
 from .common import autocast, step_generator, step_seed
 from .data import WorldClips
-from .loop import StageTrainer
+from .loop import StageTrainer, check_export_dir
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,6 +95,7 @@ def latent_stats(vae: nn.Module, clips: torch.Tensor) -> tuple[tuple[float, ...]
 
 class VAETrainer(StageTrainer):
     stage = "vae"
+    export_names = ("vae.safetensors",)
     plot_keys = ("loss", "l1", "kl")
 
     def __init__(self, preset, run_dir, env=None, resume=False, progress=True, init_path: str | None = None):
@@ -250,9 +251,7 @@ class VAETrainer(StageTrainer):
         from ..configs import replace
         from ..vae import VideoVAE
         from ..weights import save_component
-        out = Path(out_dir) / "vae.safetensors"
-        if out.exists() and not overwrite:
-            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+        out = check_export_dir(out_dir, self.export_names, overwrite) / self.export_names[0]
         ema, cfg = self.ema_module(), self.cfg
         if self.preset.train_encoder:
             clips = WorldClips(self.buckets, self.preset.seed + 1, self.preset.fps).eval_batch(
