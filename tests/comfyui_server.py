@@ -46,6 +46,7 @@ class ComfyServer:
     root: Path | None = None
     log: Path | None = None
     process: subprocess.Popen | None = None
+    owned_dir: Path | None = None      # the temporary folder start() made, removed by stop()
 
     def models_dir(self, kind: str) -> Path:
         """``models/KIND`` of a server started here (created if missing)."""
@@ -69,6 +70,9 @@ class ComfyServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=30)
+        if self.owned_dir is not None:
+            shutil.rmtree(self.owned_dir, ignore_errors=True)
+            self.owned_dir = None
 
 
 def alive(url: str, timeout: float = 5.0) -> bool:
@@ -110,6 +114,7 @@ def start(base: Path | None = None) -> ComfyServer:
     """Copy the source tree under ``base`` (a new temporary folder by default), link the pack, start
     the server and wait until it answers; raise ComfyUIUnavailable with the log on failure."""
     src, python = _source_and_python()
+    owned = base is None
     base = Path(tempfile.mkdtemp(prefix="sora-comfyui-")) if base is None else base
     root = base / "ComfyUI"
     shutil.copytree(src, root, ignore=shutil.ignore_patterns(".git", "__pycache__"))
@@ -128,20 +133,24 @@ def start(base: Path | None = None) -> ComfyServer:
                                     "--disable-auto-launch"], cwd=root, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env=env)
     server = ComfyServer(f"http://127.0.0.1:{port}", root, log, process)
+    failure = None
     deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and failure is None:
         if process.poll() is not None:
-            raise ComfyUIUnavailable(f"ComfyUI exited during start-up (code {process.returncode}):\n"
-                                     f"{server.log_tail()}")
-        if alive(server.url, timeout=2):
-            failure = _import_failure(log.read_text(errors="replace"))
-            if failure:
-                server.stop()
-                raise ComfyUIUnavailable(f"ComfyUI could not import the pack:\n{failure}")
-            return server
-        time.sleep(1.0)
+            failure = f"ComfyUI exited during start-up (code {process.returncode}):\n{server.log_tail()}"
+        elif alive(server.url, timeout=2):
+            broken = _import_failure(log.read_text(errors="replace"))
+            if not broken:
+                server.owned_dir = base if owned else None
+                return server
+            failure = f"ComfyUI could not import the pack:\n{broken}"
+        else:
+            time.sleep(1.0)
+    failure = failure or f"ComfyUI did not answer within {START_TIMEOUT:.0f} s:\n{server.log_tail()}"
     server.stop()
-    raise ComfyUIUnavailable(f"ComfyUI did not answer within {START_TIMEOUT:.0f} s:\n{server.log_tail()}")
+    if owned:
+        shutil.rmtree(base, ignore_errors=True)
+    raise ComfyUIUnavailable(failure)
 
 
 def find_or_start() -> ComfyServer:
