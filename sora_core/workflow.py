@@ -7,10 +7,8 @@ ComfyUI knows a graph in two forms:
 - the **API format** ``POST /prompt`` takes: ``{"<node id>": {"class_type": ..., "inputs": {name:
   value or [origin id, origin slot]}}}``.
 
-``ui_to_api`` does what the frontend's ``graphToPrompt`` does: widget values are matched to the
-node's widget inputs in ``INPUT_TYPES`` order (required, then optional), skipping the extra value of
-a ``control_after_generate`` widget; links through Reroute nodes, from PrimitiveNodes (their value)
-and through bypassed nodes are resolved; muted nodes and notes are dropped.
+``ui_to_api`` (in ``ui_format``, re-exported here) does what the frontend's ``graphToPrompt`` does.
+Workflow files are read with their nesting bounded (``MAX_DEPTH``) and duplicate node ids refused.
 
 This module never imports ComfyUI: the pack is loaded from its folder by an import spec, exactly as
 ComfyUI's ``load_custom_node`` does, under a package name of our choice.
@@ -36,6 +34,36 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 VIRTUAL_TYPES = {"Reroute", "PrimitiveNode", "Note", "MarkdownNote"}
 MODE_NEVER, MODE_BYPASS = 2, 4
+MAX_DEPTH = 64                  # JSON nesting a workflow may have (the frontend's files have < 10)
+
+
+def short(value: Any, limit: int = 60) -> str:
+    """A bounded repr for error messages: strings and numbers shown (cut), containers by type and size."""
+    if value is None or isinstance(value, (bool, int, float)):
+        text = repr(value)
+    elif isinstance(value, str):
+        text = repr(value[:limit]) + ("..." if len(value) > limit else "")
+    elif isinstance(value, (list, tuple, dict)):
+        text = f"a {type(value).__name__} of {len(value)} items"
+    else:
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 2 * limit else text[:2 * limit] + "..."
+
+
+def check_depth(data: Any, where: str, limit: int = MAX_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``limit`` (walked without recursion, so any depth is safe)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            items = value.values()
+        elif isinstance(value, (list, tuple)):
+            items = value
+        else:
+            continue
+        if depth > limit:
+            raise WorkflowError(f"{where} is nested more than {limit} levels deep; a workflow never is")
+        stack.extend((v, depth + 1) for v in items)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,7 +206,7 @@ def ordered_inputs(info: dict) -> list[tuple[str, str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# UI -> API
+# UI and API formats
 # ---------------------------------------------------------------------------------------------
 
 def is_ui_format(data: Any) -> bool:
@@ -188,141 +216,6 @@ def is_ui_format(data: Any) -> bool:
 def is_api_format(data: Any) -> bool:
     return (isinstance(data, dict) and bool(data)
             and all(isinstance(v, dict) and "class_type" in v for v in data.values()))
-
-
-def _node_label(node: dict) -> str:
-    return f"node {node.get('id')} ({node.get('type')})"
-
-
-def _parse_links(workflow: dict) -> dict[int, tuple]:
-    """link id -> (origin id, origin slot, target id, target slot, type), from arrays or objects."""
-    links = {}
-    for i, link in enumerate(workflow.get("links") or []):
-        if isinstance(link, dict):
-            keys = ("id", "origin_id", "origin_slot", "target_id", "target_slot", "type")
-            if any(k not in link for k in keys[:5]):
-                raise WorkflowError(f"links[{i}] lacks one of {keys[:5]}: {link}")
-            link = [link[k] for k in keys]
-        if not isinstance(link, (list, tuple)) or len(link) < 5:
-            raise WorkflowError(f"links[{i}] must be [id, origin_id, origin_slot, target_id, target_slot, "
-                                f"type], got {link!r}")
-        links[int(link[0])] = (str(link[1]), int(link[2]), str(link[3]), int(link[4]),
-                               link[5] if len(link) > 5 else "*")
-    return links
-
-
-def widget_inputs(node: dict, info: dict) -> dict[str, Any]:
-    """Map ``node["widgets_values"]`` onto the node's widget inputs, by order (or by name for a dict)."""
-    values = node.get("widgets_values")
-    widgets = [(name, spec) for _, name, spec in ordered_inputs(info) if is_widget(spec)]
-    if values is None:
-        return {}
-    if isinstance(values, dict):
-        return {name: values[name] for name, _ in widgets if name in values}
-    if not isinstance(values, list):
-        raise WorkflowError(f"{_node_label(node)}: widgets_values must be a list, got {type(values).__name__}")
-    out, i = {}, 0
-    for name, spec in widgets:
-        if i >= len(values):
-            break
-        out[name] = values[i]
-        i += 1
-        if has_control_widget(name, spec) and i < len(values) and values[i] in CONTROL_VALUES:
-            i += 1
-            if spec_type(spec) == "COMBO" and i < len(values) and isinstance(values[i], str):
-                i += 1                                      # the combo control's filter widget
-        elif spec_type(spec) == "COMBO" and any(k.endswith("upload") for k in spec_options(spec)):
-            i += 1 if i < len(values) and isinstance(values[i], str) else 0   # the upload button
-    return out
-
-
-class _Resolver:
-    """Follows links through Reroute, PrimitiveNode and bypassed nodes to a source."""
-
-    def __init__(self, nodes: dict[str, dict], links: dict[int, tuple]):
-        self.nodes, self.links = nodes, links
-
-    def resolve(self, link_id: int, where: str, depth: int = 0) -> tuple[str, Any] | None:
-        """('link', [origin, slot]) or ('value', v), or None when the source is muted."""
-        if depth > 64:
-            raise WorkflowError(f"{where}: the link chain loops (through Reroute or bypassed nodes)")
-        if link_id not in self.links:
-            raise WorkflowError(f"{where}: link {link_id} is not in the workflow's links")
-        origin_id, slot, _, _, ltype = self.links[link_id]
-        origin = self.nodes.get(origin_id)
-        if origin is None:
-            raise WorkflowError(f"{where}: link {link_id} comes from node {origin_id}, which is not in the workflow")
-        kind, mode = origin.get("type"), origin.get("mode", 0)
-        if kind == "PrimitiveNode":
-            values = origin.get("widgets_values") or []
-            if not values:
-                raise WorkflowError(f"{where}: the PrimitiveNode {origin_id} feeding it has no value")
-            return "value", values[0]
-        if kind == "Reroute" or mode == MODE_BYPASS:
-            upstream = self._pass_through(origin, slot, ltype)
-            return None if upstream is None else self.resolve(upstream, where, depth + 1)
-        if mode == MODE_NEVER:
-            return None
-        return "link", [origin_id, slot]
-
-    def _pass_through(self, node: dict, slot: int, ltype: str) -> int | None:
-        """The input link a Reroute / bypassed node passes to its output ``slot``."""
-        inputs = node.get("inputs") or []
-        if node.get("type") == "Reroute":
-            return inputs[0].get("link") if inputs else None
-        same_slot = inputs[slot] if slot < len(inputs) else None
-        if same_slot and same_slot.get("type") == ltype and same_slot.get("link") is not None:
-            return same_slot["link"]
-        for inp in inputs:
-            if inp.get("type") == ltype and inp.get("link") is not None:
-                return inp["link"]
-        return None
-
-
-def ui_to_api(workflow_ui: dict, object_info: dict) -> dict:
-    """Convert a UI-format workflow to the API format of ``POST /prompt``.
-
-    ``object_info`` is ``object_info_from_classes(...)`` or a server's ``GET /object_info``.
-    Raises WorkflowError naming the node for unknown node types and broken links.
-    """
-    if not is_ui_format(workflow_ui):
-        raise WorkflowError("not a UI-format workflow: it needs a 'nodes' list and a 'links' list")
-    subgraphs = {s.get("id") for s in (workflow_ui.get("definitions") or {}).get("subgraphs", [])}
-    nodes = {}
-    for node in workflow_ui["nodes"]:
-        if not isinstance(node, dict) or "id" not in node or "type" not in node:
-            raise WorkflowError(f"every node needs an 'id' and a 'type', got {str(node)[:80]}")
-        nodes[str(node["id"])] = node
-    resolver = _Resolver(nodes, _parse_links(workflow_ui))
-    api = {}
-    for nid, node in nodes.items():
-        kind = node["type"]
-        if kind in VIRTUAL_TYPES or node.get("mode", 0) in (MODE_NEVER, MODE_BYPASS):
-            continue
-        if kind in subgraphs:
-            raise WorkflowError(f"{_node_label(node)} is a subgraph; unpack it in ComfyUI before running headless")
-        if kind not in object_info:
-            raise WorkflowError(f"{_node_label(node)}: unknown node type {kind!r} (not in this pack or "
-                                f"server); known types include {', '.join(sorted(object_info)[:8])} ...")
-        info = object_info[kind]
-        inputs = {k: ({"__value__": v} if isinstance(v, list) else v)
-                  for k, v in widget_inputs(node, info).items()}
-        for inp in node.get("inputs") or []:
-            if inp.get("link") is None:
-                continue
-            where = f"{_node_label(node)} input {inp.get('name')!r}"
-            found = resolver.resolve(int(inp["link"]), where)
-            if found is None:
-                inputs.pop(inp["name"], None)
-            else:
-                inputs[inp["name"]] = found[1]
-        title = node.get("title") or info.get("display_name") or kind
-        api[nid] = {"inputs": inputs, "class_type": kind, "_meta": {"title": title}}
-    for entry in api.values():                          # drop links to nodes that were removed
-        for k, v in list(entry["inputs"].items()):
-            if isinstance(v, list) and len(v) == 2 and str(v[0]) not in api:
-                del entry["inputs"][k]
-    return api
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,18 +239,47 @@ def _embedded_workflow(path: Path) -> str:
     return text
 
 
+def _object_pairs(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object; the same key twice for an API node (``{"class_type": ...}``) is an error, since
+    ``json`` would keep only the last of the two nodes."""
+    out = {}
+    for key, value in pairs:
+        if key in out and isinstance(value, dict) and "class_type" in value:
+            raise WorkflowError(f"node id {key!r} is used twice (by {short(out[key].get('class_type'))} "
+                                f"and {short(value.get('class_type'))}); every node needs its own id")
+        out[key] = value
+    return out
+
+
+def parse_workflow_text(text: str, where: str) -> Any:
+    """Parse workflow JSON text: errors (bad JSON, duplicate node ids, nesting deeper than
+    ``MAX_DEPTH``) name ``where``."""
+    try:
+        data = json.loads(text, object_pairs_hook=_object_pairs)
+    except json.JSONDecodeError as e:
+        raise WorkflowError(f"{where} is not valid JSON: {e}") from e
+    except RecursionError:
+        raise WorkflowError(f"{where} is nested more than {MAX_DEPTH} levels deep; a workflow never is") from None
+    except WorkflowError as e:
+        raise WorkflowError(f"{where}: {e}") from None
+    check_depth(data, where)
+    return data
+
+
 def read_workflow(path: str | Path) -> dict:
     """Parse a workflow JSON file (UI or API format), or the workflow embedded in a saved mp4;
     errors name the file and the problem."""
     path = Path(path)
+    if path.is_dir():
+        raise WorkflowError(f"workflow {path} is a folder; give a workflow .json file (or a saved .mp4)")
     if not path.is_file():
         raise FileNotFoundError(f"workflow file {path} does not exist")
     try:
         text = (_embedded_workflow(path) if path.suffix.lower() in VIDEO_WITH_METADATA
                 else path.read_text(encoding="utf-8"))
-        data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except UnicodeDecodeError as e:
         raise WorkflowError(f"{path} is not valid JSON: {e}") from e
+    data = parse_workflow_text(text, str(path))
     if isinstance(data, dict) and is_api_format(data.get("prompt")):
         data = data["prompt"]                    # a saved POST /prompt body
     if not (is_ui_format(data) or is_api_format(data)):
@@ -366,8 +288,15 @@ def read_workflow(path: str | Path) -> dict:
     return data
 
 
+def ui_to_api(workflow_ui: dict, object_info: dict) -> dict:
+    """Convert a UI-format workflow to the API format of ``POST /prompt`` (see ``ui_format.ui_to_api``)."""
+    from .ui_format import ui_to_api as convert
+    return convert(workflow_ui, object_info)
+
+
 def to_api(data: dict, object_info: dict) -> dict:
     """API format of a parsed workflow, converting it when it is in the UI format."""
+    check_depth(data, "the workflow")
     return ui_to_api(data, object_info) if is_ui_format(data) else json.loads(json.dumps(data))
 
 

@@ -226,3 +226,147 @@ def test_node_failure_is_wrapped_with_the_node_name():
     api = workflow.ui_to_api(ui_graph(), INFO)
     with pytest.raises(WorkflowError, match=r"node 5 \(Show\) failed: RuntimeError: kaput"):
         executor.execute(api, {**CLASSES, "Show": Boom}, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Malformed workflows (issue 20): every one a WorkflowError naming the node, link or file
+# ---------------------------------------------------------------------------------------------
+
+def nested(depth: int) -> list:
+    """``[[[...]]]`` ``depth`` levels deep, built without recursion."""
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda ui: ui["links"][0].__setitem__(0, "one"), r"links\[0\] id must be an integer, got 'one'"),
+    (lambda ui: ui["links"][0].__setitem__(2, None), r"links\[0\] origin_slot must be an integer, got None"),
+    (lambda ui: ui["links"][0].__setitem__(1, [1]), r"links\[0\] origin_id must be an integer"),
+    (lambda ui: ui["links"][1].__setitem__(4, -1), r"links\[1\]: slots must be 0 or more"),
+    (lambda ui: ui["links"].append(list(ui["links"][0])), r"links\[4\]: link id 1 is used twice"),
+    (lambda ui: ui["nodes"][2].__setitem__("inputs", {"a": 2}), r"node 3 \(Combine\): 'inputs' must be a list"),
+    (lambda ui: ui["nodes"][2]["inputs"].__setitem__(0, "a"), r"node 3 \(Combine\): inputs\[0\] must be an object"),
+    (lambda ui: ui["nodes"][2]["inputs"][0].__setitem__("link", {"id": 2}),
+     r"node 3 \(Combine\) input 'a': its link id must be an integer"),
+    (lambda ui: ui["nodes"][1].__setitem__("inputs", 5), r"node 2 \(Reroute\): 'inputs' must be a list"),
+    (lambda ui: ui["nodes"][3].__setitem__("widgets_values", {"v": 3}), r"PrimitiveNode 4 feeding it has no value"),
+    (lambda ui: ui["nodes"][0].__setitem__("type", ["MakeNumber"]), r"nodes\[0\]: every node needs an 'id' and a 'type'"),
+    (lambda ui: ui["nodes"][4].__setitem__("id", 3), r"nodes\[4\] \(Show\): node id 3 is used twice \(also by node 3 \(Combine\)\)"),
+    (lambda ui: ui.__setitem__("links", {"1": [1, 1, 0, 2, 0]}), r"'links' must be a list"),
+])
+def test_malformed_ui_workflows_are_named(edit, message):
+    ui = ui_graph()
+    edit(ui)
+    with pytest.raises(WorkflowError, match=message):
+        workflow.ui_to_api(ui, INFO)
+
+
+def test_unhashable_control_value_and_float_ids_convert():
+    ui = ui_graph()
+    ui["nodes"][0]["widgets_values"] = [7, ["x"], 2.0, "mul"]   # not a control value: the next widget's
+    assert workflow.ui_to_api(ui, INFO)["1"]["inputs"]["scale"] == {"__value__": ["x"]}
+    ui = ui_graph()
+    for node in ui["nodes"]:
+        node["id"] = float(node["id"])                       # 1.0 is node 1, as links name it
+    assert workflow.ui_to_api(ui, INFO)["3"]["inputs"]["a"] == ["1", 0]
+
+
+def test_deep_nesting_is_refused_without_recursion(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(WorkflowError, match="nested more than 64 levels"):
+        workflow.read_workflow(deep)
+    ui = ui_graph()
+    ui["nodes"][0]["widgets_values"][0] = nested(100_000)
+    deep.write_text(json.dumps(ui_graph()).replace('"a note"', "[" * 100 + "]" * 100))
+    with pytest.raises(WorkflowError, match="nested more than 64 levels"):
+        workflow.read_workflow(deep)
+    with pytest.raises(WorkflowError, match="the workflow is nested more than 64 levels"):
+        workflow.to_api(ui, INFO)
+    api = workflow.ui_to_api(ui_graph(), INFO)
+    api["3"]["inputs"]["label"] = nested(100_000)
+    with pytest.raises(WorkflowError, match="the prompt is nested more than 64 levels"):
+        executor.validate_prompt(api, CLASSES)
+
+
+def test_duplicate_api_node_ids_and_folders_are_named(tmp_path):
+    api = workflow.ui_to_api(ui_graph(), INFO)
+    text = json.dumps(api)
+    dup = tmp_path / "dup.json"
+    dup.write_text(text[:-1] + ', "1": ' + json.dumps(api["5"]) + "}")
+    with pytest.raises(WorkflowError, match=r"dup.json: node id '1' is used twice \(by 'MakeNumber' and 'Show'\)"):
+        workflow.read_workflow(dup)
+    with pytest.raises(WorkflowError, match=r"workflow .* is a folder; give a workflow .json file"):
+        workflow.read_workflow(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        workflow.read_workflow(tmp_path / "none.json")
+
+
+@pytest.mark.parametrize("node, name, value, message", [
+    ("1", "scale", float("nan"), r"node 1 \(MakeNumber\) input 'scale': value nan is not a finite number"),
+    ("1", "scale", float("inf"), r"input 'scale': value inf is not a finite number"),
+    ("1", "scale", "-Infinity", r"input 'scale': value -inf is not a finite number"),
+    ("1", "scale", 1e308, r"input 'scale': value 1e\+308 is above the maximum 10.0"),
+    ("1", "scale", 10 ** 400, r"input 'scale': value 1000.* is not a valid FLOAT"),
+    ("1", "seed", float("inf"), r"input 'seed': value inf is not a valid INT"),
+    ("1", "seed", 10 ** 30, r"input 'seed': value 10+ is above the maximum 100"),
+    ("1", "mode", ["add"], r"input 'mode': value a list of 1 items is not one of the allowed values"),
+    ("3", "a", 5, r"node 3 \(Combine\) input 'a': expects a link from an output giving NUM, got the value 5"),
+    ("3", "label", nested(50), r"node 3 \(Combine\) input 'label': value a list of 1 items is not a valid STRING"),
+])
+def test_non_finite_and_out_of_range_values_are_named(node, name, value, message):
+    api = workflow.ui_to_api(ui_graph(), INFO)
+    api[node]["inputs"][name] = value
+    with pytest.raises(WorkflowError, match=message):
+        executor.validate_prompt(api, CLASSES)
+
+
+def test_override_nan_is_refused_naming_node_and_input():
+    api = workflow.apply_overrides(workflow.ui_to_api(ui_graph(), INFO), ["1.scale=NaN"], INFO)
+    with pytest.raises(WorkflowError, match=r"node 1 \(MakeNumber\) input 'scale': value nan is not a finite"):
+        executor.execute(api, CLASSES, progress=False)
+
+
+def test_bad_api_entries_are_named():
+    api = workflow.ui_to_api(ui_graph(), INFO)
+    for entry, message in [({"class_type": ["MakeNumber"], "inputs": {}}, r"node 1: an API entry needs a 'class_type' string"),
+                           ({"class_type": "MakeNumber", "inputs": [7]}, r"node 1 \(MakeNumber\): 'inputs' must be an object")]:
+        with pytest.raises(WorkflowError, match=message):
+            executor.validate_prompt({**api, "1": entry}, CLASSES)
+
+
+def test_long_chains_run_without_recursion():
+    api = {"0": {"class_type": "MakeNumber", "inputs": {"seed": 1, "scale": 0.0, "mode": "add"}}}
+    for i in range(1, 3000):
+        api[str(i)] = {"class_type": "Combine", "inputs": {"a": [str(i - 1), 0], "offset": 1}}
+    api["end"] = {"class_type": "Show", "inputs": {"value": ["2999", 0]}}
+    assert executor.execute(api, CLASSES, progress=False)["end"]["value"] == [1 + 2999]
+
+
+# ---------------------------------------------------------------------------------------------
+# Save prefixes (sora_core.outputs): file names stay inside the output folder and printable
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("prefix, message", [
+    ("sora/clip\nrm -rf", r"control or invisible characters \(U\+000A\)"),
+    ("clip\r", r"U\+000D"), ("a\x00b", r"U\+0000"), ("clip\u202egpj.mp4", r"U\+202E"),
+    ("clip\u2028x", r"U\+2028"), ("bad\ud800", r"U\+D800"),
+    ("x" * 201, "longer than 200 bytes"), ("/".join(["ab"] * 400), "longer than 1024 bytes"),
+    ("..\\..\\escape", "points outside the output folder"), ("sora/../../x", "points outside"),
+    ("C:\\x", "not absolute"), (5, "must be a string"),
+])
+def test_save_prefixes_that_would_escape_or_break_names_are_refused(tmp_path, prefix, message):
+    from sora_core import outputs
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(outputs.OutputPathError, match=message):
+        outputs.numbered_output(out, prefix, ".mp4")
+    assert not any(tmp_path.rglob("*x*")) and list(out.iterdir()) == []
+
+
+def test_save_prefix_with_unicode_and_subfolders_is_kept(tmp_path):
+    from sora_core import outputs
+    path = outputs.numbered_output(tmp_path, " sora\\vidéo 鳥 ", ".mp4")
+    assert path == tmp_path.resolve() / "sora" / "vidéo 鳥_00001.mp4"
