@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 from einops import rearrange, repeat
 
-from . import clips, conditions, geometry, pipeline
+from . import budget, clips, conditions, geometry, pipeline
 from .flow import TextCond, make_noise, sigma_schedule
 from .samplers import get_sampler
 from .weights import load_component
@@ -143,13 +143,32 @@ def request_geometry(handle: LoadedModel, width: int, height: int, frames: int, 
         notes.append(f"frames {frames} -> {t} (1 + {ft}k)")
     while (1 + (t - 1) // ft) % patch[0]:
         t += ft
-    return handle.model.geometry(t, h, w), notes
+    geo = handle.model.geometry(t, h, w)
+    check_budget(handle, geo)
+    return geo, notes
+
+
+def check_budget(handle: LoadedModel, geo: geometry.LatentGeometry, batch: int = 1, **phases) -> budget.Estimate:
+    """Refuse (``budget.BudgetError``, with the estimate and the available memory) a request on this
+    loaded model that cannot fit in memory; ``phases``: see ``budget.estimate`` (weights are loaded)."""
+    if type(batch) is not int or batch < 1:
+        raise ValueError(f"batch size must be an integer >= 1, got {batch!r}")
+    return budget.check_request(handle.model.spec, geo, batch, handle.model.device, handle.dtype,
+                                weights=False, **phases)
 
 
 def empty_latent(handle: LoadedModel, geo: geometry.LatentGeometry, batch: int = 1) -> dict:
-    """LATENT of zeros for a geometry: {"samples": (B, C, T_lat, H_lat, W_lat)}."""
+    """LATENT of zeros for a geometry: {"samples": (B, C, T_lat, H_lat, W_lat)}; refused before
+    allocating when sampling and decoding it cannot fit in memory."""
+    check_budget(handle, geo, batch)
     shape = geo.latent_shape(handle.model.spec.vae.z_dim, batch)
     return {"samples": torch.zeros(shape)}
+
+
+def _latent_geometry(handle: LoadedModel, x: torch.Tensor) -> geometry.LatentGeometry:
+    spec = handle.model.spec
+    return geometry.latent_geometry_of(tuple(x.shape), spec.vae.temporal_factor, spec.vae.spatial_factor,
+                                       tuple(spec.dit.patch_size))
 
 
 def check_latent(handle: LoadedModel, latent: dict, name: str = "latent") -> torch.Tensor:
@@ -180,6 +199,7 @@ def sample(handle: LoadedModel, prompt: PromptConditioning, latent: dict, seed: 
     get_sampler(sampler)
     if not 0.0 < denoise <= 1.0:
         raise ValueError(f"denoise must be in (0, 1], got {denoise}")
+    check_budget(handle, _latent_geometry(handle, x), x.shape[0], decode=False)
     generator = torch.Generator().manual_seed(int(seed))
     noise = make_noise(tuple(x.shape), generator, model.device)
     sigmas = sigma_schedule(steps, shift, denoise)
@@ -219,7 +239,9 @@ def encode_images(handle: LoadedModel, images: torch.Tensor, fit: str = "trim") 
 def decode_latent(handle: LoadedModel, latent: dict, tile_size: int = 0,
                   progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """LATENT -> IMAGE (B*T, H, W, 3), chunk by chunk (``progress(done, total)`` in pixel frames)."""
-    z = check_latent(handle, latent).to(handle.model.device)
+    z = check_latent(handle, latent)
+    check_budget(handle, _latent_geometry(handle, z), z.shape[0], sampling=False)
+    z = z.to(handle.model.device)
     if tile_size:
         return clips.video_to_clip(pipeline.decode_latents(handle.model, z, handle.vae_dtype, tile_size))
     total = geometry.pixel_frames(z.shape[2], handle.model.spec.vae.temporal_factor)

@@ -151,7 +151,9 @@ def validate(args, spec) -> Request:
     ft = spec.vae.temporal_factor
     frames = (frames_for_seconds(args.seconds, fps, ft) if args.seconds is not None
               else spec.defaults.frames if args.frames is None else args.frames)
-    spec.geometry(frames, height, width)                              # GeometryError names the bad value
+    geo = spec.geometry(frames, height, width)                        # GeometryError names the bad value
+    from ..budget import check_request                                # BudgetError: estimate vs. free memory
+    check_request(spec, geo, device=args.device, dtype=None if args.fp32 else "bfloat16")
     s = spec.schedule
     sampler = s.sampler if args.sampler is None else args.sampler
     get_sampler(sampler)
