@@ -6,7 +6,8 @@ their nodes: progress and a binary preview for nodes with a ``steps`` input, an 
 for a node whose ``fail`` input is true, and a file in its output folder for each output node (the
 file holds the prompt's inputs as JSON, so a test can tell which job wrote it). Validation follows
 ComfyUI's: unknown node types, missing required inputs, numbers out of range and values not in a
-list give HTTP 400 with ``node_errors``.
+list give HTTP 400 with ``node_errors``; so does a StubSampler prompt containing "forbidden", as a node's
+own ``VALIDATE_INPUTS`` would reject a value /object_info allows.
 
 ``fail`` makes the server misbehave: "http500" answers 500 to every POST /prompt; "drop" accepts
 prompts, then closes the websocket mid-run and answers 500 from then on (a crashing server).
@@ -88,6 +89,8 @@ def _check_input(name: str, spec: list, inputs: dict, prompt: dict) -> dict | No
     value, kind, opts = inputs[name], spec[0], spec[1] if len(spec) > 1 else {}
     if isinstance(value, list):  # a link [node_id, output_index]
         return None if str(value[0]) in prompt else _error("bad_linked_input", "Bad linked input", name, value)
+    if name == "prompt" and "forbidden" in str(value):
+        return _error("custom_validation_failed", f"Invalid prompt: {value!r} has a forbidden word", name, value)
     if isinstance(kind, list):
         return None if value in kind else _error("value_not_in_list", f"Value not in list: {name}: '{value}' "
                                                  f"not in {kind}", name, value)

@@ -10,6 +10,15 @@ keeps the workflow's value), or one job from ``--set`` alone. ``--set`` applies 
 values override it. A UI-format workflow is converted to the API format with the first reachable
 server's own ``/object_info``.
 
+Values take the type their input declares in that ``/object_info``, and every row is checked before
+anything is submitted (errors name the row, job, column and what is allowed). CSV cells and --set
+values are text: STRING inputs get the text as it is (``123``, ``true``, ``null`` stay words), INT an
+integer and FLOAT a finite number within the widget's min..max, BOOLEAN true/false, yes/no or 1/0,
+COMBO one of its choices. JSONL values must already have the JSON type (a string for STRING, a number
+for INT/FLOAT, true/false for BOOLEAN; NaN and Infinity are refused). A link to another node's output
+is never read from a value: name the column (JSONL key, --set target) ``NODE_ID.input@link`` and give
+``NODE_ID:SLOT``, e.g. ``--set 2.latent@link=4:0`` feeds output 0 of node 4 into input latent of node 2.
+
 One worker per server pulls jobs from a shared queue, submits them (POST /prompt), follows them over
 the websocket (a progress bar per server on a terminal, log lines always) and downloads the saved
 files through /view into ``--out/JOB/`` (new names if files exist; nothing local is overwritten).
@@ -17,9 +26,11 @@ files through /view into ``--out/JOB/`` (new names if files exist; nothing local
 Retries: a job is retried, up to ``--retries`` more times and on another server when one is left,
 when its server failed: unreachable, HTTP 5xx, websocket lost mid-run, the run interrupted on the
 server, out of memory, or the server lacks the workflow's node types. A worker whose server no longer
-answers stops taking jobs. Not retried, since they would fail the same way anywhere: prompts the
-server rejects (HTTP 400: every failing node and input is printed for that job), a node raising an
-error while running (``execution_error``), and time-outs (``--timeout`` seconds from submission; the
+answers stops taking jobs; so does one that hits an unexpected error on this machine (e.g. the disk
+full while downloading: the files of that try are removed), and its job is retried like a server
+failure. Not retried, since they would fail the same way anywhere: prompts the server rejects (HTTP
+400: every failing node and input is printed for that job), a node raising an error while running
+(``execution_error``), and time-outs (``--timeout`` seconds from submission, a finite number > 0; the
 prompt is cancelled on that server). Ends with a summary table; exit code 0 when every job succeeded,
 1 otherwise.
 """
@@ -27,19 +38,22 @@ prompt is cancelled on that server). Ends with a summary table; exit code 0 when
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import math
 import re
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from sora_core import comfy_client as cc
-from sora_core.workflow import WorkflowError, apply_overrides, read_workflow, to_api
+from sora_core.cli import CLIError
+from sora_core.cli.batch_rows import Row, apply_row, read_rows, set_row
+from sora_core.workflow import WorkflowError, read_workflow, to_api
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -64,91 +78,21 @@ class Job:
     preview: cc.Preview | None = None  # the last latent preview the server sent
 
 
-def read_rows(path: str | Path) -> list[tuple[str, dict]]:
-    """Rows of overrides: [(where, {"NODE_ID.input": value, "job"?: name})]; ``where`` is
-    "FILE line N". CSV cells are parsed as JSON when they parse (numbers, true/false), else text."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--rows file {path} does not exist")
-    if path.suffix.lower() == ".csv":
-        return _read_csv(path)
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return _read_jsonl(path)
-    raise WorkflowError(f"--rows {path}: use a .csv or .jsonl file")
-
-
-def _check_key(key: str, where: str) -> None:
-    node, dot, name = str(key).rpartition(".")
-    if key != "job" and (not dot or not node.strip() or not name.strip()):
-        raise WorkflowError(f"{where}: column {key!r} must be NODE_ID.input (e.g. 3.steps) or 'job'")
-
-
-def _read_csv(path: Path) -> list[tuple[str, dict]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header or not any(h.strip() for h in header):
-            raise WorkflowError(f"{path} line 1: the header row is missing (columns NODE_ID.input, ...)")
-        header = [h.strip() for h in header]
-        for h in header:
-            _check_key(h, f"{path} line 1")
-        rows = []
-        for cells in reader:
-            where = f"{path} line {reader.line_num}"
-            if not any(c.strip() for c in cells):
-                continue
-            if len(cells) != len(header):
-                raise WorkflowError(f"{where}: {len(cells)} fields, the header has {len(header)}")
-            rows.append((where, {h: _cell(c) for h, c in zip(header, cells) if c.strip() != ""}))
-    if not rows:
-        raise WorkflowError(f"{path}: no rows below the header")
-    return rows
-
-
-def _cell(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _read_jsonl(path: Path) -> list[tuple[str, dict]]:
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {n}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise WorkflowError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from e
-        if not isinstance(row, dict):
-            raise WorkflowError(f"{where}: each line must be a JSON object of NODE_ID.input keys, "
-                                f"got {type(row).__name__}")
-        for key in row:
-            _check_key(key, where)
-        rows.append((where, row))
-    if not rows:
-        raise WorkflowError(f"{path}: no rows")
-    return rows
-
-
-def build_jobs(api: dict, sets: list[str], rows: list[tuple[str, dict]] | None, object_info: dict) -> list[Job]:
-    """One Job per row (or a single job), each with its own copy of the API prompt and overrides
-    applied; unknown nodes and inputs are errors naming the row."""
-    base = apply_overrides(json.loads(json.dumps(api)), sets, object_info)
+def build_jobs(api: dict, sets: list[str], rows: list[Row] | None, object_info: dict) -> list[Job]:
+    """One Job per row (or a single job), each with its own copy of the API prompt, ``--set`` then the
+    row's values applied, converted by their inputs' declared types (see ``batch_rows``); unknown
+    nodes and inputs and values of the wrong type are errors naming the row, job and column."""
+    base = json.loads(json.dumps(api))
+    apply_row(base, set_row(sets), object_info)
     jobs, names = [], set()
-    for i, (where, row) in enumerate(rows or [("--set", {})], start=1):
-        name = str(row.get("job", f"job{i:03d}"))
+    for i, row in enumerate(rows or [Row("--set", {}, True)], start=1):
+        name = str(row.values.get("job", f"job{i:03d}"))
         if not JOB_NAME.match(name) or name in names:
-            raise WorkflowError(f"{where}: job name {name!r} must be unique and use letters, digits, '_', '.', '-'")
+            raise WorkflowError(f"{row.where}: job name {name!r} must be unique and use letters, digits, '_', '.', '-'")
         names.add(name)
-        texts = [f"{k}={json.dumps(v)}" for k, v in row.items() if k != "job"]
-        try:
-            prompt = apply_overrides(json.loads(json.dumps(base)), texts, object_info)
-        except WorkflowError as e:
-            raise WorkflowError(f"{where}: {e}") from e
-        jobs.append(Job(name, prompt, where))
+        prompt = json.loads(json.dumps(base))
+        apply_row(prompt, row, object_info, name)
+        jobs.append(Job(name, prompt, row.where))
     return jobs
 
 
@@ -189,12 +133,14 @@ class JobQueue:
             return retry
 
     def retire(self, server: str) -> None:
-        """The server is gone: its worker stops; with no server left, pending jobs are not run."""
+        """The server is gone: its worker stops. With no server left, pending jobs end: "failed" (with
+        their last error) when they were tried, else "not run"."""
         with self.cond:
             self.live.discard(server)
             if not self.live:
                 for job in self.pending:
-                    job.status, job.message = "not run", job.message or "no server left"
+                    job.status = "failed" if job.tries else "not run"
+                    job.message = (job.message + "; " if job.message else "") + "no server left"
                 self.pending.clear()
             self.cond.notify_all()
 
@@ -233,44 +179,68 @@ class Display:
             bar.close()
 
 
+class WorkerFailure(cc.ComfyError):
+    """An unexpected error on this side while a job ran (the disk full while saving its outputs, a
+    bug): the job may still succeed elsewhere, so it is retried; its server takes no more jobs."""
+
+    retryable = True
+
+
 def run_worker(client: cc.ComfyClient, queue: JobQueue, out: Path, timeout: float, display: Display,
                extra_data: dict | None = None) -> None:
-    """Pull jobs for one server until the queue is empty or the server is gone."""
+    """Pull jobs for one server until the queue is empty or the server is gone. Nothing is raised:
+    an unexpected error retires the server (its job is retried elsewhere, see ``_attempt``)."""
     server = client.url
     try:
         known = set(client.object_info())
-    except cc.ComfyError as e:
+    except Exception as e:  # noqa: BLE001 - any failure to list the nodes means: do not use this server
         display.log(f"[{server}] not used: {e}")
         queue.retire(server)
         return
-    while (job := queue.take(server)) is not None:
-        job.server, job.tries = server, job.tries + 1
-        try:
-            error = _run_job(client, job, known, out, timeout, display, extra_data)
-        except Exception as e:  # a bug must not leave the job counted as running: record it, then raise
-            job.status, job.message = "failed", f"internal error: {e!r}"
-            queue.finish(job)
-            raise
-        if queue.finish(job, error):
-            display.log(f"[{job.name}] failed on {server} (try {job.tries}): {job.message}; retrying")
-        if isinstance(error, cc.ServerUnavailable) and not client.alive():
-            display.log(f"[{server}] does not answer any more: no more jobs for it")
-            queue.retire(server)
-            return
+    try:
+        while (job := queue.take(server)) is not None:
+            if not _attempt(client, job, queue, known, out, timeout, display, extra_data):
+                return
+    except Exception as e:  # noqa: BLE001 - a worker must not die silently with its server still counted live
+        display.log(f"[{server}] worker stopped by {type(e).__name__}: {e}\n{traceback.format_exc()}")
+        queue.retire(server)
+
+
+def _attempt(client: cc.ComfyClient, job: Job, queue: JobQueue, known: set, out: Path, timeout: float,
+             display: Display, extra_data: dict | None) -> bool:
+    """Run one try of ``job`` on the client's server and record it; False when the server is retired."""
+    server = client.url
+    job.server, job.tries = server, job.tries + 1
+    try:
+        error = _run_job(client, job, known, out, timeout, display, extra_data)
+    except Exception as e:  # noqa: BLE001 - anything that is not a ComfyError: retire the server, retry the job
+        error = WorkerFailure(f"{type(e).__name__}: {e}")
+        job.status, job.message = "failed", f"on this machine: {error}"
+        detail = "" if isinstance(e, OSError) else "\n" + traceback.format_exc()
+        display.log(f"[{job.name}] ({job.source}) unexpected error with {server}: {error}{detail}")
+    if queue.finish(job, error):
+        display.log(f"[{job.name}] failed on {server} (try {job.tries}): {job.message}; retrying")
+    if isinstance(error, WorkerFailure):
+        display.log(f"[{server}] no more jobs for it after the unexpected error")
+        queue.retire(server)
+        return False
+    if isinstance(error, cc.ServerUnavailable) and not client.alive():
+        display.log(f"[{server}] does not answer any more: no more jobs for it")
+        queue.retire(server)
+        return False
+    return True
 
 
 def _run_job(client: cc.ComfyClient, job: Job, known: set, out: Path, timeout: float,
              display: Display, extra_data: dict | None) -> cc.ComfyError | None:
     t0 = time.monotonic()
+    job.preview = None
     try:
         missing = sorted({n["class_type"] for n in job.prompt.values()} - known)
         if missing:
             raise cc.MissingNodes(f"{client.url} lacks node types {', '.join(missing)}")
         result = client.run(job.prompt, lambda ev: display.event(client.url, job, ev), timeout, extra_data)
-        job.files = [str(client.download(ref, out / job.name)) for ref in result.files()]
-        if job.preview is not None:  # the last latent preview, beside the outputs
-            ext = ".png" if job.preview.mime == "image/png" else ".jpg"
-            cc.write_new(out / job.name / f"last_preview{ext}", job.preview.image)
+        job.files = _save_outputs(client, job, result, out / job.name)
         job.status, job.seconds = "ok", time.monotonic() - t0
         display.log(f"[{job.name}] done on {client.url} in {job.seconds:.1f} s: {len(job.files)} file(s)"
                     + (f", {result.previews} preview(s)" if result.previews else ""))
@@ -286,6 +256,25 @@ def _run_job(client: cc.ComfyClient, job: Job, known: set, out: Path, timeout: f
         elif not e.retryable:
             display.log(f"[{job.name}] ({job.source}) {job.status} on {client.url}: {e}")
         return e
+    finally:
+        job.seconds = time.monotonic() - t0
+
+
+def _save_outputs(client: cc.ComfyClient, job: Job, result: cc.JobResult, dest: Path) -> list[str]:
+    """Download the job's files (and its last preview) into ``dest``; when any of it fails, the files
+    this try wrote are removed again, so a retry does not leave a half set beside its own."""
+    written: list[Path] = []
+    try:
+        for ref in result.files():
+            written.append(client.download(ref, dest))
+        if job.preview is not None:  # the last latent preview, beside the outputs
+            ext = ".png" if job.preview.mime == "image/png" else ".jpg"
+            cc.write_new(dest / f"last_preview{ext}", job.preview.image)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return [str(p) for p in written]
 
 
 def run_batch(servers: list[str], jobs: list[Job], out: Path, retries: int, timeout: float,
@@ -344,10 +333,18 @@ def prepare(workflow_path: str, servers: list[str], sets: list[str], rows_path: 
     return build_jobs(to_api(workflow, info), sets, rows, info)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """--retries >= 0; every float option (--timeout) a finite number > 0 (NaN would disable the limit)."""
+    if args.retries < 0:
+        raise CLIError(f"--retries must be >= 0, got --retries={args.retries}")
+    for name in ("timeout",):
+        value = getattr(args, name)
+        if not math.isfinite(value) or value <= 0:
+            raise CLIError(f"--{name} must be a finite number of seconds > 0, got --{name}={value}")
+
+
 def _run(args: argparse.Namespace) -> int:
-    from sora_core.cli import CLIError
-    if args.retries < 0 or args.timeout <= 0:
-        raise CLIError("--retries must be >= 0 and --timeout > 0")
+    _check_options(args)
     servers = list(dict.fromkeys(cc.ComfyClient(s).url for s in args.server))
     try:
         jobs = prepare(args.workflow, servers, args.set or [], args.rows)
@@ -367,11 +364,14 @@ def register(subparsers) -> None:
     p.add_argument("workflow", metavar="WORKFLOW.json", help="UI- or API-format workflow")
     p.add_argument("--server", action="append", required=True, metavar="URL",
                    help="a ComfyUI server, e.g. http://127.0.0.1:8188 (repeat for several)")
-    p.add_argument("--set", action="append", metavar="NODE_ID.input=value", help="override for every job")
-    p.add_argument("--rows", metavar="FILE", help="CSV or JSONL: one job per row of NODE_ID.input values")
+    p.add_argument("--set", action="append", metavar="NODE_ID.input=value",
+                   help="override for every job, converted to the input's type; NODE_ID.input@link=NODE_ID:SLOT "
+                        "links the input to another node's output")
+    p.add_argument("--rows", metavar="FILE",
+                   help="CSV or JSONL: one job per row of NODE_ID.input values (NODE_ID.input@link columns: links)")
     p.add_argument("--out", default="batch_out", help="folder for the downloaded outputs (default batch_out)")
     p.add_argument("--retries", type=int, default=2, help="extra tries of a job after a server failure")
-    p.add_argument("--timeout", type=float, default=3600.0, help="seconds a job may take from submission")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds a job may take from submission (finite, > 0)")
     p.add_argument("--previews", action="store_true",
                    help="ask for latent previews while sampling; the last one is saved as JOB/last_preview.jpg")
     p.set_defaults(func=_run)
