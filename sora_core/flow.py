@@ -16,6 +16,7 @@ A *denoiser* is any callable ``D(x, sigma) -> x0`` with x (B, C, T, H, W) and si
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -53,10 +54,20 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor | float
     return (1 - s) * x0 + s * noise
 
 
+def check_shift(shift: float, name: str = "shift") -> float:
+    """``shift`` as a float, or a FlowError naming ``name`` unless it is a finite number > 0."""
+    try:
+        value = float(shift)
+    except (TypeError, ValueError):
+        raise FlowError(f"{name} must be a number, got {shift!r}") from None
+    if not 0 < value < math.inf:
+        raise FlowError(f"{name} must be a finite number > 0, got {shift}")
+    return value
+
+
 def shift_sigmas(s: torch.Tensor | float, shift: float) -> torch.Tensor | float:
     """Resolution shift of a flow time: shift*s / (1 + (shift - 1) s). shift=1 is the identity."""
-    if shift <= 0:
-        raise FlowError(f"shift must be > 0, got {shift}")
+    shift = check_shift(shift)
     return shift * s / (1 + (shift - 1) * s)
 
 
@@ -178,6 +189,18 @@ class FlowDenoiser:
         return lambda x, sigma: self(x, sigma, cond)
 
 
+def check_cfg(scale: float, name: str = "cfg") -> float:
+    """``scale`` as a float, or a FlowError naming ``name`` when it is not a finite number (NaN or
+    infinite guidance turns every latent into NaN: a black video)."""
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        raise FlowError(f"{name} (the guidance scale) must be a number, got {scale!r}") from None
+    if not math.isfinite(value):
+        raise FlowError(f"{name} (the guidance scale) must be a finite number, got {scale}")
+    return value
+
+
 def _batch_sigma(sigma: torch.Tensor | float, batch: int, device) -> torch.Tensor:
     """0-dim / (B,) / (B, T) sigma repeated for a doubled (cond + uncond) batch."""
     s = torch.as_tensor(sigma, dtype=torch.float32, device=device)
@@ -194,6 +217,7 @@ def cfg_denoiser(denoiser: FlowDenoiser, cond: TextCond, uncond: TextCond, scale
     ``uncond`` is the negative prompt (the empty prompt when none). With ``batched`` both halves run in
     one forward of batch 2B; scale == 1 skips the unconditional pass entirely.
     """
+    check_cfg(scale)
     if scale == 1.0:
         return denoiser.bind(cond)
 
@@ -209,5 +233,6 @@ def cfg_denoiser(denoiser: FlowDenoiser, cond: TextCond, uncond: TextCond, scale
     return guided
 
 
-__all__ = ["Denoiser", "FlowError", "expand_sigma", "add_noise", "shift_sigmas", "sigma_schedule",
-           "sdedit_start_sigma", "make_noise", "TextCond", "concat_conds", "FlowDenoiser", "cfg_denoiser"]
+__all__ = ["Denoiser", "FlowError", "expand_sigma", "add_noise", "check_shift", "shift_sigmas", "sigma_schedule",
+           "sdedit_start_sigma", "make_noise", "TextCond", "concat_conds", "FlowDenoiser", "check_cfg",
+           "cfg_denoiser"]

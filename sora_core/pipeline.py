@@ -27,7 +27,7 @@ import torch
 
 from .conditions import ConditionPlan, FrameCondition, condition_denoiser, prepare_latent, resolve
 from .configs import ConfigError, DiTConfig, ScheduleConfig, TextEncoderConfig, VAEConfig, from_dict, from_json, to_json
-from .flow import FlowDenoiser, TextCond, cfg_denoiser, make_noise, sigma_schedule
+from .flow import FlowDenoiser, TextCond, cfg_denoiser, check_cfg, check_shift, make_noise, sigma_schedule
 from .geometry import LatentGeometry
 from .samplers import get_sampler
 from .weights import load_component, read_config, read_metadata, save_component
@@ -71,6 +71,9 @@ def model_files(source: str | os.PathLike | Sequence | Mapping) -> dict[str, Pat
         files = {k: Path(v) for k, v in source.items()}
     elif isinstance(source, (str, os.PathLike)):
         folder = Path(source)
+        if folder.is_file():
+            raise ModelError(f"{str(folder)!r} is a file; a model is a folder holding "
+                             f"{', '.join(MODEL_FILES.values())}")
         if not folder.is_dir():
             raise ModelMissingError(f"model directory {str(folder)!r} does not exist")
         files = {k: folder / name for k, name in MODEL_FILES.items()}
@@ -228,6 +231,7 @@ def sample_latents(model: SoraModel, noise: torch.Tensor, cond: TextCond, uncond
     ``sigmas[0]``; ``cfg != 1`` needs ``uncond``. ``generator`` feeds stochastic samplers.
     """
     sample = get_sampler(sampler)
+    cfg = check_cfg(cfg)
     if cfg != 1.0 and uncond is None:
         raise ValueError(f"cfg={cfg} needs an unconditional (negative prompt) conditioning")
     if init_latent is not None and init_latent.shape[1:] != noise.shape[1:]:
@@ -295,9 +299,12 @@ def generate(model: SoraModel, prompt: str, negative_prompt: str = "", *, frames
     d, s = model.defaults, model.schedule
     geometry = model.geometry(d.frames if frames is None else frames, d.height if height is None else height,
                               d.width if width is None else width)
-    steps, cfg = s.steps if steps is None else steps, s.cfg if cfg is None else float(cfg)
-    sampler, shift = s.sampler if sampler is None else sampler, s.shift if shift is None else float(shift)
+    stored = "the model's stored schedule (sora.schedule): "
+    steps = s.steps if steps is None else steps
+    cfg = check_cfg(s.cfg, stored + "cfg") if cfg is None else check_cfg(cfg)
+    sampler = s.sampler if sampler is None else sampler
     get_sampler(sampler)
+    shift = check_shift(s.shift, stored + "shift") if shift is None else check_shift(shift)
     sigmas = sigma_schedule(steps, shift, denoise)
     if denoise < 1.0 and init_latent is None:
         raise ValueError(f"denoise={denoise} edits an existing video: pass its latents as init_latent")

@@ -28,7 +28,7 @@ Callback = Callable[[dict], None]
 
 
 class SamplerError(ValueError):
-    """An unknown sampler name or a malformed sigma schedule."""
+    """An unknown sampler name, a malformed sigma schedule, or a latent that became NaN / infinite."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -40,6 +40,9 @@ def check_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
     if sigmas.ndim != 1 or sigmas.numel() < 2:
         raise SamplerError(f"sigmas must be a 1-D schedule with >= 2 entries, got shape {tuple(sigmas.shape)}")
+    if not bool(torch.isfinite(sigmas).all()):
+        raise SamplerError(f"sigmas must be finite numbers, got {[round(float(v), 4) for v in sigmas[:8]]}"
+                           f"{' ...' if len(sigmas) > 8 else ''} (check the schedule's shift)")
     if sigmas.min() < 0 or sigmas.max() > 1:
         raise SamplerError(f"sigmas must lie in [0, 1] for flow matching, got [{sigmas.min():.4g}, {sigmas.max():.4g}]")
     if not bool((sigmas[1:] < sigmas[:-1]).all()):
@@ -47,7 +50,19 @@ def check_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
     return sigmas
 
 
-def _report(callback: Callback | None, i: int, x, sigma, sigma_next, denoised) -> None:
+def check_finite(x: torch.Tensor, what: str, i: int, steps: int, sigma) -> None:
+    """Raise a SamplerError naming the step and sigma when ``x`` holds NaN or infinity (one reduction:
+    cheap next to a model evaluation). Catches NaN weights or an extreme guidance scale before they
+    turn into a black video."""
+    if not bool(torch.isfinite(x).all()):
+        raise SamplerError(f"the {what} became NaN or infinite at step {i + 1} of {steps} "
+                           f"(sigma {float(sigma):.4g}): the model's weights hold NaN / inf, or the guidance "
+                           f"scale (cfg) or the inputs are too extreme")
+
+
+def _report(callback: Callback | None, i: int, x, sigma, sigma_next, denoised, steps: int) -> None:
+    """Check the step's denoised latent, then pass the step to ``callback``."""
+    check_finite(denoised, "denoised latent", i, steps, sigma)
     if callback is not None:
         callback({"i": i, "x": x, "sigma": sigma, "sigma_next": sigma_next, "denoised": denoised})
 
@@ -69,9 +84,10 @@ def sample_euler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     for i in range(len(sigmas) - 1):
         s, s_next = sigmas[i], sigmas[i + 1]
         denoised = denoiser(x, s)
-        _report(callback, i, x, s, s_next, denoised)
+        _report(callback, i, x, s, s_next, denoised, len(sigmas) - 1)
         ratio = (s_next / s).item()
         x = ratio * x + (1.0 - ratio) * denoised          # = x + (x - denoised) / s * (s_next - s)
+    check_finite(x, "latent", len(sigmas) - 2, len(sigmas) - 1, sigmas[-2])
     return x
 
 
@@ -83,7 +99,7 @@ def sample_heun(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     for i in range(len(sigmas) - 1):
         s, s_next = sigmas[i], sigmas[i + 1]
         denoised = denoiser(x, s)
-        _report(callback, i, x, s, s_next, denoised)
+        _report(callback, i, x, s, s_next, denoised, len(sigmas) - 1)
         d = (x - denoised) / s
         dt = s_next - s
         x_2 = x + d * dt
@@ -92,6 +108,7 @@ def sample_heun(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
             continue
         d_2 = (x_2 - denoiser(x_2, s_next)) / s_next
         x = x + (d + d_2) / 2 * dt
+    check_finite(x, "latent", len(sigmas) - 2, len(sigmas) - 1, sigmas[-2])
     return x
 
 
@@ -104,7 +121,7 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
     for i in range(len(sigmas) - 1):
         s, s_next = sigmas[i].item(), sigmas[i + 1].item()
         denoised = denoiser(x, sigmas[i])
-        _report(callback, i, x, sigmas[i], sigmas[i + 1], denoised)
+        _report(callback, i, x, sigmas[i], sigmas[i + 1], denoised, len(sigmas) - 1)
         if s_next == 0:
             x = denoised
             break
@@ -115,6 +132,7 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
             d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
         x = (s_next / s) * x + (1 - s_next) * (-math.expm1(-h)) * d
         old_denoised, h_last = denoised, h
+    check_finite(x, "latent", len(sigmas) - 2, len(sigmas) - 1, sigmas[-2])
     return x
 
 
@@ -130,7 +148,7 @@ def sample_euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Te
     for i in range(len(sigmas) - 1):
         s, s_next = sigmas[i].item(), sigmas[i + 1].item()
         denoised = denoiser(x, sigmas[i])
-        _report(callback, i, x, sigmas[i], sigmas[i + 1], denoised)
+        _report(callback, i, x, sigmas[i], sigmas[i + 1], denoised, len(sigmas) - 1)
         s_down = s_next * (1 + (s_next / s - 1) * eta)
         x = (s_down / s) * x + (1 - s_down / s) * denoised
         if s_next > 0 and eta > 0:
@@ -138,6 +156,7 @@ def sample_euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Te
             renoise = math.sqrt(max(s_next ** 2 - (s_down * a_next / a_down) ** 2, 0.0))
             noise = make_noise(tuple(x.shape), generator, x.device, x.dtype)
             x = (a_next / a_down) * x + renoise * noise
+    check_finite(x, "latent", len(sigmas) - 2, len(sigmas) - 1, sigmas[-2])
     return x
 
 
@@ -162,5 +181,5 @@ def get_sampler(name: str) -> Callable[..., torch.Tensor]:
     return SAMPLERS[name]
 
 
-__all__ = ["SAMPLERS", "STOCHASTIC", "SamplerError", "FlowError", "check_sigmas", "get_sampler",
+__all__ = ["SAMPLERS", "STOCHASTIC", "SamplerError", "FlowError", "check_sigmas", "check_finite", "get_sampler",
            "sample_euler", "sample_heun", "sample_dpmpp_2m", "sample_euler_ancestral"]

@@ -13,6 +13,7 @@ one real key and attention never sees an all-masked row (which gives NaN).
 
 from __future__ import annotations
 
+import warnings
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -22,6 +23,10 @@ from torch import nn
 from .configs import ConfigError, TextEncoderConfig
 
 PAD, BOS, EOS, BYTE_OFFSET = 0, 1, 2, 3
+
+
+class PromptTruncatedWarning(UserWarning):
+    """A prompt longer than the text encoder reads: the end of it is cut off."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,6 +66,17 @@ def byte_ids(text: str, max_len: int) -> list[int]:
     data = text.encode("utf-8")[: max_len - 2]
     data = data.decode("utf-8", errors="ignore").encode("utf-8")   # drop a cut multi-byte character
     return [BOS, *(BYTE_OFFSET + b for b in data), EOS]
+
+
+def prompt_overflow(text: str, max_len: int) -> str | None:
+    """None when ``text`` fits a byte encoder of ``max_len`` tokens, else a message giving the prompt's
+    length, the limit and where the cut falls (for warnings before and during encoding)."""
+    size, limit = len(text.encode("utf-8")), max_len - 2
+    if size <= limit:
+        return None
+    kept = text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+    return (f"the prompt is {size} bytes long but the text encoder reads at most {limit} "
+            f"({max_len} tokens with BOS and EOS): it is cut after {kept[-30:]!r}")
 
 
 def decode_ids(ids) -> str:
@@ -128,11 +144,16 @@ class ByteTextEncoder(nn.Module):
         return torch.where(rearrange(mask, "b l -> b l 1"), emb, torch.zeros((), dtype=emb.dtype, device=emb.device))
 
     def encode(self, texts: list[str], length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """list of B texts -> (emb (B, L, out_dim), mask (B, L) bool), on the module's device."""
+        """list of B texts -> (emb (B, L, out_dim), mask (B, L) bool), on the module's device.
+        A text longer than ``max_len`` tokens is cut, with a ``PromptTruncatedWarning``."""
+        for t in check_texts(texts):
+            message = prompt_overflow(t, self.cfg.max_len)
+            if message is not None:
+                warnings.warn(message, PromptTruncatedWarning, stacklevel=2)
         ids, mask = self.tokenize(texts, length)
         ids, mask = ids.to(self.device), mask.to(self.device)
         return self(ids, mask), mask
 
 
-__all__ = ["TextEncoder", "ByteTextEncoder", "byte_ids", "decode_ids", "check_texts", "PAD", "BOS", "EOS",
-           "BYTE_OFFSET"]
+__all__ = ["TextEncoder", "ByteTextEncoder", "PromptTruncatedWarning", "byte_ids", "decode_ids", "check_texts",
+           "prompt_overflow", "PAD", "BOS", "EOS", "BYTE_OFFSET"]

@@ -101,9 +101,20 @@ def _check_frames(frames, name: str = "frames") -> np.ndarray:
     return np.ascontiguousarray(frames)
 
 
-def _check_fps(fps: float) -> fractions.Fraction:
-    if not isinstance(fps, (int, float)) or not np.isfinite(fps) or fps <= 0 or fps > 1000:
-        raise VideoIOError(f"fps must be a number in (0, 1000], got {fps!r}")
+# Frame rates each written format can store (frames per second, inclusive). mp4 and webp: rates are
+# kept as fractions with denominators up to 1001 (webp stores whole-millisecond frame durations, up to
+# 1000 fps); gif stores whole-centisecond delays, and browsers play delays under 2 cs at 10 fps.
+FPS_LIMITS = {".mp4": (0.001, 1000.0), ".webp": (0.001, 1000.0), ".gif": (0.002, 50.0)}
+
+
+def check_fps(fps: float, ext: str = ".mp4") -> fractions.Fraction:
+    """The rate ``fps`` as the fraction written to a ``ext`` file; a VideoIOError names the format's
+    allowed range (``FPS_LIMITS``) when the rate is not a finite number the format can store."""
+    lo, hi = FPS_LIMITS.get(ext.lower(), (0.001, 1000.0))
+    ok = isinstance(fps, (int, float)) and not isinstance(fps, bool) and np.isfinite(fps)
+    if not ok or not lo <= fps <= hi:
+        raise VideoIOError(f"fps must be a number in [{lo:g}, {hi:g}] for a {ext} file "
+                           f"(what the format can store), got {fps!r}")
     return fractions.Fraction(fps).limit_denominator(1001)
 
 
@@ -185,7 +196,7 @@ def write_video(path: str | os.PathLike, frames, fps: float = DEFAULT_FPS, *, ov
         raise VideoIOError(f"cannot write {path.name!r}: unknown video extension {ext or '(none)'!r}; "
                            f"allowed are {', '.join(WRITE_EXTS)}")
     frames = _check_frames(frames)
-    rate = _check_fps(fps)
+    rate = check_fps(fps, ext)
     if not 0 <= int(crf) <= 51:
         raise VideoIOError(f"crf must be in 0..51, got {crf}")
 
@@ -291,15 +302,21 @@ def _read_container(path: Path, max_frames: int | None) -> tuple[np.ndarray, flo
                 raise VideoIOError(f"{path} has no video stream")
             stream = container.streams.video[0]
             rate = stream.guessed_rate or stream.average_rate
-            frames = []
+            frames, durations = [], []
             for frame in container.decode(stream):
                 frames.append(frame.to_ndarray(format="rgb24"))
+                durations.append(float(frame.duration * frame.time_base) if frame.duration and frame.time_base
+                                 else 0.0)
                 if max_frames is not None and len(frames) >= max_frames:
                     break
     except av.error.FFmpegError as e:
         raise VideoIOError(f"cannot decode the video {path}: {e}") from None
     fps = float(rate) if rate else DEFAULT_FPS
-    return _stack(frames, path), _tidy_fps(fps) if _ext(path) == ".gif" else fps
+    if _ext(path) != ".gif":
+        return _stack(frames, path), fps
+    if all(d > 0 for d in durations):        # gif: FFmpeg's guessed rate is wrong for delays over 1 s
+        fps = len(durations) / sum(durations)
+    return _stack(frames, path), _tidy_fps(fps)
 
 
 def read_video(path: str | os.PathLike, *, max_frames: int | None = None) -> tuple[np.ndarray, float]:
@@ -326,3 +343,34 @@ def read_video(path: str | os.PathLike, *, max_frames: int | None = None) -> tup
             raise VideoIOError(f"cannot read {path.name!r}: unknown extension {ext or '(none)'!r}; "
                                f"allowed are {', '.join(READ_EXTS)} or a folder of images")
     return (frames[:max_frames] if max_frames is not None else frames), fps
+
+
+def probe_video(path: str | os.PathLike) -> tuple[int | None, int, int] | None:
+    """``(frames, height, width)`` of what ``read_video`` would return, from the container's header
+    (no frame is decoded; a folder decodes its first image): ``frames`` is None when the file does not
+    tell (e.g. animated webp). None when the size cannot be told without decoding."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted((p for p in path.iterdir() if _ext(p) in IMAGE_EXTS and not p.name.startswith(".")),
+                       key=_natural_key)
+        img = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED) if files else None
+        return None if img is None else (len(files), img.shape[0], img.shape[1])
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return None
+            stream = container.streams.video[0]
+            h, w = stream.codec_context.height, stream.codec_context.width
+            frames = stream.frames or None
+            rate = stream.guessed_rate or stream.average_rate
+            seconds = (float(stream.duration * stream.time_base) if stream.duration and stream.time_base
+                       else container.duration / av.time_base if container.duration else None)
+            if frames is None and seconds and rate:
+                frames = max(1, round(seconds * float(rate)))
+    except (av.error.FFmpegError, ValueError):
+        return None
+    if _ext(path) in IMAGE_EXTS:
+        frames = 1
+    elif _ext(path) in ANIMATION_READ_EXTS:
+        frames = None
+    return (frames, h, w) if h and w else None

@@ -113,3 +113,68 @@ def test_failure_while_generating_leaves_no_file(tmp_path, model_dir, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         sora_generate("a ball", "--out", tmp_path / "x.mp4", "--model", model_dir, "--no-progress")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--cfg", "nan"], r"--cfg must be a finite number in \[0, 100\], got --cfg=nan"),
+    (["--cfg", "inf"], "--cfg must be a finite number"),
+    (["--cfg", "1e308"], r"--cfg must be <= 100 \(allowed: \[0, 100\]\)"),
+    (["--shift", "nan"], r"--shift must be a finite number in \(0, 100\]"),
+    (["--shift", "0"], "--shift must be > 0"),
+    (["--seconds", "nan"], "--seconds must be a finite number"),
+    (["--seconds", "inf"], "--seconds must be a finite number"),
+    (["--strength", "nan"], r"--strength must be a finite number in \[0, 1\]"),
+    (["--fps", "nan"], "--fps must be a finite number"),
+    (["--fps=-inf"], "--fps must be a finite number"),
+    (["--fps", "0.0001"], r"--fps 0.0001: fps must be a number in \[0.001, 1000\] for a .mp4 file"),
+    (["--steps", "100000"], "--steps must be <= 10000"),
+    (["--device", "cuda"], r"--device 'cuda' is not available here \(this torch has no usable CUDA device\); "
+                           "available: cpu"),
+    (["--device", "bogus"], "--device 'bogus' is not available here; available: cpu"),
+])
+def test_nonfinite_and_out_of_range_options_are_named(tmp_path, model_dir, no_model_load, extra, match):
+    with pytest.raises(CLIError, match=match):
+        sora_generate("a ball", "--out", tmp_path / "x.mp4", "--model", model_dir, *extra)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fps_the_container_cannot_store(tmp_path, model_dir, no_model_load):
+    for fps in ("60", "0.001"):
+        with pytest.raises(CLIError, match=r"fps must be a number in \[0.002, 50\] for a .gif file"):
+            sora_generate("a ball", "--out", tmp_path / "x.gif", "--model", model_dir, "--fps", fps)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_slow_gif_keeps_its_rate(tmp_path, model_dir):
+    sora_generate("a ball", "--out", tmp_path / "slow.gif", "--model", model_dir, "--fps", 0.25, "--frames", 5,
+                  "--no-progress")
+    assert read_video(tmp_path / "slow.gif")[1] == pytest.approx(0.25)
+
+
+def test_unwritable_out_fails_before_loading(tmp_path, model_dir, no_model_load):
+    with pytest.raises(CLIError, match="--out: cannot write into the folder /proc"):
+        sora_generate("a ball", "--out", "/proc/x.mp4", "--model", model_dir)
+    folder = tmp_path / "v.mp4"
+    folder.mkdir()
+    with pytest.raises(CLIError, match="is a folder; give a video file name"):
+        sora_generate("a ball", "--out", folder, "--model", model_dir)
+    (tmp_path / "f").write_text("a file where a folder would go")
+    with pytest.raises(CLIError, match="is a file, not a folder"):
+        sora_generate("a ball", "--out", tmp_path / "f" / "deeper" / "x.mp4", "--model", model_dir)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "v.mp4"] and not any(folder.iterdir())
+
+
+def test_folder_image_and_file_model_are_named(tmp_path, model_dir, no_model_load):
+    with pytest.raises(CLIError, match="--image .* is a folder; --image takes one image file"):
+        sora_generate("a ball", "--out", tmp_path / "x.mp4", "--model", model_dir, "--image", tmp_path)
+    with pytest.raises(CLIError, match=r"--model .* is a file; --model takes the model's folder"):
+        sora_generate("a ball", "--out", tmp_path / "x.mp4", "--model", model_dir / "dit.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_long_prompt_is_warned_once(tmp_path, model_dir, capsys, recwarn):
+    long = "a red ball bouncing " * 5                                         # 100 bytes; the tiny encoder reads 62
+    sora_generate(long, "--out", tmp_path / "x.mp4", "--model", model_dir, "--seed", 0, "--no-progress")
+    err = capsys.readouterr().err
+    assert "warning: prompt: the prompt is 100 bytes long but the text encoder reads at most 62" in err
+    assert err.count("bytes long") == 1 and not recwarn.list

@@ -26,8 +26,9 @@ import argparse
 import shlex
 import sys
 import time
+from pathlib import Path
 
-from . import CLIError, check_sampling_args
+from . import CLIError, check_device, check_sampling_args, check_writable_folder
 
 DEFAULT_TASKS = "t2v"
 
@@ -92,8 +93,8 @@ def parse_strengths(text: str) -> tuple[float, ...]:
             v = float(part)
         except ValueError:
             raise CLIError(f"--strengths: {part.strip()!r} is not a number") from None
-        if not 0 < v <= 1:
-            raise CLIError(f"--strengths: {v} is outside (0, 1]")
+        if not 0 < v <= 1:                  # NaN fails this test too
+            raise CLIError(f"--strengths: {part.strip()!r} is not a number in (0, 1]")
         out.append(v)
     return tuple(out)
 
@@ -110,6 +111,15 @@ def _check_args(args) -> None:
     if args.count < 1:
         raise CLIError(f"--count must be >= 1, got {args.count}")
     check_sampling_args(args)
+    if args.generate:
+        check_device(args.device)
+        if args.model is not None and not Path(args.model).is_dir():
+            what = "is a file" if Path(args.model).is_file() else "does not exist"
+            raise CLIError(f"--model {args.model!r} {what}; --model takes a model folder")
+    if args.videos and not Path(args.videos).is_dir():
+        what = "is a file" if Path(args.videos).is_file() else "does not exist"
+        raise CLIError(f"--videos {args.videos!r} {what}; --videos takes a folder of videos")
+    check_writable_folder(args.out, "out")
 
 
 def _settings(args, extra: dict) -> dict:

@@ -12,15 +12,16 @@ new name if the file exists, so a failed run leaves no file behind.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import CLIError, check_sampling_args
+from . import CLIError, check_device, check_range, check_sampling_args, check_writable_folder
 
 SAMPLER_HELP = "euler, heun, dpmpp_2m or euler_ancestral"
+MAX_SECONDS = 3600.0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,36 +78,65 @@ class Request:
 
 
 def _check_output(out: str) -> Path:
+    """The --out path: a video extension, in a folder that exists (or can be made) and is writable."""
     from ..video_io import WRITE_EXTS
     path = Path(out)
     if path.suffix.lower() not in WRITE_EXTS:
         raise CLIError(f"--out {out!r}: unknown video extension {path.suffix or '(none)'!r}; "
                        f"allowed are {', '.join(WRITE_EXTS)}")
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise CLIError(f"--out {out!r}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise CLIError(f"--out {out!r}: the folder {folder} is not writable")
+    if path.is_dir():
+        raise CLIError(f"--out {out!r} is a folder; give a video file name in it, e.g. {path / 'video.mp4'}")
+    check_writable_folder(path.parent, "out")
     return path
 
 
-def _check_numbers(args) -> None:
+def _check_args(args) -> None:
+    """Every number (finite, in range) and the device, before anything is read."""
     check_sampling_args(args)
-    for name, lo, strict in (("fps", 0.0, True), ("seconds", 0.0, True)):
-        v = getattr(args, name)
-        if v is not None and (v <= lo if strict else v < lo):
-            raise CLIError(f"--{name}={v} must be {'>' if strict else '>='} {lo}")
-    if not 0.0 <= args.strength <= 1.0:
-        raise CLIError(f"--strength={args.strength} must be in [0, 1]")
+    check_range("fps", args.fps, 0.0, 1000.0, lo_open=True)
+    check_range("seconds", args.seconds, 0.0, MAX_SECONDS, lo_open=True)
+    check_range("strength", args.strength, 0.0, 1.0)
     if args.seed is not None and not 0 <= args.seed < 2 ** 63:
         raise CLIError(f"--seed={args.seed} must be in [0, 2**63)")
+    check_device(args.device)
+
+
+def _check_fps(fps: float, out: Path) -> None:
+    """The frame rate must be one the output format can store (see video_io.FPS_LIMITS)."""
+    from ..video_io import VideoIOError, check_fps
+    try:
+        check_fps(fps, out.suffix.lower())
+    except VideoIOError as e:
+        raise CLIError(f"--fps {fps:g}: {e}") from None
+
+
+def _check_model(model: str | None) -> Path:
+    """The --model folder (default: the shipped model); a file or a missing folder is named."""
+    from ..pipeline import MODEL_FILES, default_model_dir
+    if model is None:
+        return default_model_dir()
+    path = Path(model)
+    if path.is_file():
+        raise CLIError(f"--model {model!r} is a file; --model takes the model's folder (holding "
+                       f"{', '.join(MODEL_FILES.values())})")
+    return path
+
+
+def warn_long_prompts(spec, **prompts: str) -> None:
+    """Print a warning on stderr for each prompt the text encoder will cut (``name=text``)."""
+    from ..text import prompt_overflow
+    for name, text in prompts.items():
+        message = prompt_overflow(text, spec.text_encoder.max_len)
+        if message is not None:
+            print(f"warning: {name}: {message}", file=sys.stderr)
 
 
 def _read_image(path: str):
     from ..video_io import read_video
-    if not Path(path).is_file():
+    p = Path(path)
+    if p.is_dir():
+        raise CLIError(f"--image {path!r} is a folder; --image takes one image file (.png, .jpg, ...)")
+    if not p.is_file():
         raise CLIError(f"--image {path!r} does not exist")
     frames, _ = read_video(path, max_frames=1)
     return frames[0]
@@ -141,13 +171,15 @@ def _fit_image(image, height: int, width: int):
 
 def validate(args, spec) -> Request:
     """Check every argument against the model's configs ``spec`` (a pipeline.ModelSpec)."""
+    from ..flow import check_cfg, check_shift
     from ..geometry import frames_for_seconds
     from ..samplers import get_sampler
-    _check_numbers(args)
+    _check_args(args)
     out = _check_output(args.out)
+    fps = spec.defaults.fps if args.fps is None else args.fps
+    _check_fps(fps, out)
     image = _read_image(args.image) if args.image else None
     height, width = _size(args, spec, image)
-    fps = spec.defaults.fps if args.fps is None else args.fps
     ft = spec.vae.temporal_factor
     frames = (frames_for_seconds(args.seconds, fps, ft) if args.seconds is not None
               else spec.defaults.frames if args.frames is None else args.frames)
@@ -157,11 +189,13 @@ def validate(args, spec) -> Request:
     s = spec.schedule
     sampler = s.sampler if args.sampler is None else args.sampler
     get_sampler(sampler)
+    stored = "the model's stored schedule (sora.schedule): "   # --cfg / --shift are checked already
+    cfg = check_cfg(s.cfg, stored + "cfg") if args.cfg is None else args.cfg
+    shift = check_shift(s.shift, stored + "shift") if args.shift is None else args.shift
     if image is not None:
         image = _fit_image(image, height, width)
     return Request(args.prompt, out, frames, height, width, fps, s.steps if args.steps is None else args.steps,
-                   s.cfg if args.cfg is None else args.cfg, sampler, s.shift if args.shift is None else args.shift,
-                   image)
+                   cfg, sampler, shift, image)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,17 +226,23 @@ def run(args) -> int:
     import torch
 
     from ..conditions import image_to_video
-    from ..pipeline import ModelSpec, SoraModel, default_model_dir, generate
+    from ..files import remove_orphan_temps_of
+    from ..pipeline import ModelSpec, SoraModel, generate
+    from ..text import PromptTruncatedWarning
     from ..video_io import frames_to_tensor, tensor_to_frames, write_video
 
-    _check_numbers(args)
+    _check_args(args)
     _check_output(args.out)                     # user errors first, then the model's files
-    source = Path(args.model) if args.model else default_model_dir()
-    req = validate(args, ModelSpec.read(source))
+    source = _check_model(args.model)
+    spec = ModelSpec.read(source)
+    req = validate(args, spec)
+    for tmp in remove_orphan_temps_of(req.out):      # left by a generate killed while writing this file
+        print(f"removed {tmp}, a temp file an interrupted run left", file=sys.stderr)
     seed = secrets.randbelow(2 ** 31) if args.seed is None else args.seed
     prompt = _expand(req.prompt, seed, req) if args.expand else req.prompt
     if args.expand:
         print(f"expanded prompt: {prompt}", file=sys.stderr)
+    warn_long_prompts(spec, prompt=prompt, **({"--negative": args.negative} if req.cfg != 1 else {}))
 
     t0 = time.perf_counter()
     model = SoraModel.load(source, device=args.device)
@@ -211,7 +251,8 @@ def run(args) -> int:
         image = frames_to_tensor(req.image[None])[None]                  # (1, 3, 1, H, W)
         conditions = image_to_video(model.vae, image.to(model.device), args.strength)
     bar, callback = _progress(req.steps, args.no_progress)
-    with bar:
+    with bar, warnings.catch_warnings():
+        warnings.simplefilter("ignore", PromptTruncatedWarning)         # already said above
         result = generate(model, prompt, args.negative, frames=req.frames, height=req.height, width=req.width,
                           steps=req.steps, cfg=req.cfg, sampler=req.sampler, shift=req.shift, seed=seed,
                           conditions=conditions, condition_mode=args.condition_mode, callback=callback,

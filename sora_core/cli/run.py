@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import CLIError
+from . import CLIError, check_writable_folder
 
 
 def register(subparsers) -> None:
@@ -58,7 +58,9 @@ def _prepare(args) -> tuple[object, dict, dict]:
     model = getattr(args, "model", None)
     if model is not None:
         if not model.is_dir():
-            raise CLIError(f"--model {model} is not a folder")
+            what = "is a file" if model.is_file() else "does not exist"
+            raise CLIError(f"--model {model} {what}; --model takes a model folder (vae / text_encoder / dit "
+                           f".safetensors)")
         loaders = [k for k, v in api.items() if v["class_type"] == "SoraModelLoader"]
         api = workflow.apply_overrides(api, [f"{k}.model_dir={model.resolve()}" for k in loaders], info)
     api = workflow.apply_overrides(api, args.overrides, info)
@@ -99,8 +101,7 @@ def _report(results: dict, api: dict, folders: dict) -> list[Path]:
 
 def cmd_run(args) -> int:
     from .. import executor
-    if not args.workflow.is_file():
-        raise CLIError(f"workflow file {args.workflow} does not exist")
+    check_writable_folder(args.out, "out")   # a missing / folder workflow: read_workflow names it
     pack, data, api = _prepare(args)
     host = pack.nodes.host
     folders = {"output": args.out.resolve(), "input": (args.input or args.workflow.parent).resolve(),
