@@ -12,7 +12,7 @@ import secrets
 import numpy as np
 import torch
 
-from sora_core import clips, outputs, video_io
+from sora_core import budget, clips, outputs, video_io
 
 from . import host
 
@@ -62,6 +62,22 @@ def write_clip(images: torch.Tensor, fps: float, folder, prefix: str, fmt: str, 
     return {"images": entries, "animated": [fmt != "png"]}
 
 
+def check_load_memory(video: str, path, stop: int | None, skip: int, cap: int, nth: int) -> None:
+    """Refuse (budget.BudgetError) a load whose decoded frames cannot fit in memory, from the file's
+    frame count and size (read from its header, before decoding). Unknown counts are not checked."""
+    info = video_io.probe_video(path)
+    if info is None or info[0] is None:
+        return
+    total, h, w = info
+    read = total if stop is None else min(total, stop)
+    kept = max(0, -(-(read - skip) // nth))
+    kept = min(kept, cap) if cap else kept
+    frame = h * w * 3
+    need = read * frame * 2 + kept * frame * 4          # decoded uint8 frames, their stack, the float IMAGE
+    budget.check_bytes(need, f"Sora Load Video: video {video!r} ({read} frames of {w}x{h}; lower "
+                             f"frame_load_cap or raise select_every_nth)")
+
+
 # ---------------------------------------------------------------------------------------------
 # Nodes
 # ---------------------------------------------------------------------------------------------
@@ -101,6 +117,7 @@ class SoraLoadVideo:
     def load(self, video, frame_load_cap, skip_first_frames, select_every_nth):
         path = host.input_path(video)
         stop = None if frame_load_cap == 0 else skip_first_frames + frame_load_cap * select_every_nth
+        check_load_memory(video, path, stop, skip_first_frames, frame_load_cap, select_every_nth)
         frames, fps = video_io.read_video(path, max_frames=stop)
         frames = frames[skip_first_frames::select_every_nth][: frame_load_cap or None]
         if len(frames) == 0:

@@ -98,3 +98,24 @@ def test_load_reads_back_with_skip_cap_and_every_nth(pack, folders):
         loader().load("nothere.mp4", 0, 0, 1)
     with pytest.raises(ValueError, match="outside the input folder"):
         loader().load("../output/x.mp4", 0, 0, 1)
+
+
+def test_load_refuses_what_cannot_fit_before_decoding(pack, folders, monkeypatch):
+    """cap 0 (all frames) on a video too large for the available memory: refused from the file's
+    header, before a frame is decoded; a cap that fits loads."""
+    from sora_core import budget
+    video_io.write_video(folders["input"] / "long.mp4", (clip(17, 64, 64).numpy() * 255).astype(np.uint8), 8.0)
+    assert video_io.probe_video(folders["input"] / "long.mp4") == (17, 64, 64)
+    monkeypatch.setattr(budget, "available_memory", lambda device="cpu": 200_000)
+    read = video_io.read_video
+
+    def refuse(*a, **k):
+        raise AssertionError("decoded before the memory check")
+    monkeypatch.setattr(video_io, "read_video", refuse)
+    load = node(pack, "SoraLoadVideo").load
+    with pytest.raises(budget.BudgetError, match=r"Sora Load Video: video 'long.mp4' \(17 frames of 64x64; lower "
+                                                 r"frame_load_cap.*needs about 1.2 MiB but cpu has 0.2 MiB"):
+        load("long.mp4", 0, 0, 1)
+    monkeypatch.setattr(video_io, "read_video", read)
+    images, count, _ = load("long.mp4", 2, 0, 1)
+    assert count == 2 and images.shape == (2, 64, 64, 3)
