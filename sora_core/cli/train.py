@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 
 
@@ -64,16 +63,12 @@ MAX_THREADS = 1024
 
 def _check(args) -> None:
     """Every number, checked before anything is built or read (NaN and inf included)."""
+    from . import check_range
     for name in ("steps", "until"):
-        v = getattr(args, name)
-        if v is not None and not 1 <= v <= MAX_STEPS:
-            raise ValueError(f"--{name}={v} must be in [1, {MAX_STEPS}]")
-    if args.hours is not None and not (math.isfinite(args.hours) and 0 < args.hours <= MAX_HOURS):
-        raise ValueError(f"--hours={args.hours} must be a finite number in (0, {MAX_HOURS:g}]")
-    if args.seed is not None and not 0 <= args.seed < 2 ** 63:
-        raise ValueError(f"--seed={args.seed} must be in [0, 2**63)")
-    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
-        raise ValueError(f"--threads={args.threads} must be in [1, {MAX_THREADS}]")
+        check_range(name, getattr(args, name), 1, MAX_STEPS)
+    check_range("hours", args.hours, 0.0, MAX_HOURS, lo_open=True)
+    check_range("seed", args.seed, 0, 2 ** 63 - 1)
+    check_range("threads", args.threads, 1, MAX_THREADS)
 
 
 def _trainer_class(stage: str):
@@ -101,10 +96,12 @@ def _check_run(args, preset, cls) -> None:
     from pathlib import Path
 
     from ..train.common import checkpoint_step
-    from ..train.loop import CHECKPOINT, check_end, check_export_dir, check_folder
-    check_folder("--out", args.out)
+    from ..train.loop import CHECKPOINT, check_end, check_export_dir
+    from . import check_writable_folder
+    check_writable_folder(args.out, "out")
     if args.export:
         check_export_dir(args.export, cls.export_names, args.overwrite)
+        check_writable_folder(args.export, "export")
     ckpt = Path(args.out) / CHECKPOINT
     if args.resume and ckpt.is_file():
         check_end(Path(args.out), checkpoint_step(ckpt), args.steps, args.until, preset.loop.steps, quiet=True)
@@ -154,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     args = parser.parse_args(argv)
+    from . import CLIError
     try:
         return run(args)
-    except (ValueError, FileNotFoundError, PermissionError) as e:
+    except (CLIError, ValueError, FileNotFoundError, PermissionError) as e:
         print(f"sora train: error: {e}", file=sys.stderr)
         return 2
 

@@ -68,7 +68,7 @@ def setup_distributed(device: str = "auto") -> DistEnv:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"device={device!r} is not allowed; allowed: auto, cpu, cuda")
+        raise ValueError(f"--device {device!r} is not allowed; allowed: auto, cpu, cuda")
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: this torch build sees no CUDA GPU; use --device cpu (or auto)")
     if device == "cuda":

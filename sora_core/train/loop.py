@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,25 +23,15 @@ RUN_FILES = (CHECKPOINT, "loss.png", "run.json", "log.jsonl")   # what the loop 
 
 
 def check_export_dir(out_dir: str | Path, names, overwrite: bool = False) -> Path:
-    """Check before training that ``--export DIR`` can take the weight files ``names``: DIR is a
-    folder (or can be made), writable, and holds none of them unless ``overwrite``."""
-    out = check_folder("--export", out_dir)
+    """Check (before training, and again at export) that the folder ``out_dir`` can take the weight
+    files ``names``: it is not a file and holds none of them unless ``overwrite``."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--export {out_dir}: {out} is a file, not a folder")
     existing = [n for n in names if (out / n).exists()]
     if existing and not overwrite:
         raise FileExistsError(f"--export {out_dir}: the folder {out} already holds {', '.join(existing)}; "
                               f"export into a new folder, or pass --overwrite to replace them")
-    return out
-
-
-def check_folder(option: str, path: str | Path) -> Path:
-    """``path`` is a folder, or can be created as one, in a writable place; else a clear error."""
-    out = folder = Path(path)
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise FileExistsError(f"{option} {path}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f"{option} {path}: the folder {folder} is not writable")
     return out
 
 
