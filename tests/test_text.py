@@ -86,3 +86,18 @@ def test_bad_inputs_are_named(encoder):
 
 def test_satisfies_the_protocol(encoder):
     assert isinstance(encoder, TextEncoder)
+
+
+def test_cut_prompt_warns_with_its_length_and_the_limit(encoder):
+    import warnings
+
+    from sora_core.text import PromptTruncatedWarning, prompt_overflow
+    long = "a red ball bouncing " * 5                                       # 100 bytes; max_len 64 keeps 62
+    with pytest.warns(PromptTruncatedWarning, match="the prompt is 100 bytes long but the text encoder reads "
+                                                    "at most 62 .64 tokens with BOS and EOS.: it is cut after"):
+        encoder.encode([long, ""])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        encoder.encode(["x" * 62])                                           # exactly fits: no warning
+        encoder.tokenize([long])                                             # training captions: silent
+    assert prompt_overflow("x" * 62, 64) is None and "63 bytes" in prompt_overflow("x" * 63, 64)

@@ -141,3 +141,20 @@ def test_reads_webm(tmp_path):
     assert back.shape == frames.shape and fps == pytest.approx(8)
     assert np.abs(back.astype(int) - frames).mean() < 10
     assert read_video(path, max_frames=2)[0].shape[0] == 2
+
+
+@pytest.mark.parametrize("ext,fps", [(".gif", 60), (".gif", 0.001), (".mp4", 0.0001), (".webp", 2000),
+                                     (".mp4", float("nan")), (".webp", float("inf"))])
+def test_rates_the_format_cannot_store_are_refused(tmp_path, ext, fps):
+    from sora_core.video_io import FPS_LIMITS, VideoIOError, check_fps
+    lo, hi = FPS_LIMITS[ext]
+    with pytest.raises(VideoIOError, match=f"fps must be a number in \\[{lo:g}, {hi:g}\\] for a \\{ext} file"):
+        write_video(tmp_path / f"x{ext}", moving_square(t=3), fps)
+    assert list(tmp_path.iterdir()) == []
+    assert check_fps(lo, ext) > 0 and check_fps(hi, ext) == hi
+
+
+@pytest.mark.parametrize("fps", [0.25, 0.01])
+def test_slow_gif_reads_back_at_its_rate(tmp_path, fps):
+    path = write_video(tmp_path / "slow.gif", moving_square(t=3), fps)
+    assert read_video(path)[1] == pytest.approx(fps)
