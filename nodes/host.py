@@ -97,6 +97,60 @@ def model_path(kind: str, name: str) -> Path:
     return Path(path)
 
 
+MODEL_FOLDER_KIND = "diffusion_models"                  # whole-model folders live among the DiTs
+
+
+def _model_roots(kind: str) -> list[Path]:
+    """The folders ComfyUI (or ``configure(models=...)`` headless) uses for model kind ``kind``."""
+    if _folders is not None:
+        try:
+            return [Path(p) for p in _folders.get_folder_paths(kind)]
+        except KeyError:
+            return []
+    return [_headless.models / kind]
+
+
+def model_folders(files: tuple[str, ...]) -> list[str]:
+    """Sub-folders of the diffusion_models folders that hold every one of ``files`` (e.g. vae /
+    text_encoder / dit .safetensors): names relative to their model folder, as the loader lists them."""
+    first, names = files[0], set()
+    for rel in model_files(MODEL_FOLDER_KIND):
+        folder, _, base = rel.replace("\\", "/").rpartition("/")
+        if base == first and folder:
+            try:
+                model_folder(folder, files)
+            except (ValueError, FileNotFoundError):
+                continue
+            names.add(folder)
+    return sorted(names)
+
+
+def model_folder(name: str, files: tuple[str, ...]) -> Path:
+    """Full path of a folder from ``model_folders``: never outside a diffusion_models folder (no
+    absolute paths, no ``..``, no symlink leading out), holding every one of ``files``. Raises
+    ValueError / FileNotFoundError naming the input."""
+    what = f"model_dir {name!r}"
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or any(p in ("..", ".") for p in parts):
+        raise ValueError(f"{what} must be the name of a folder in the {MODEL_FOLDER_KIND} model folder "
+                         f"(no absolute paths, no '..')")
+    for root in _model_roots(MODEL_FOLDER_KIND):
+        base = root.resolve()
+        folder = (root / name).resolve()
+        if not (root / name).is_dir():
+            continue
+        inside = folder.is_relative_to(base) and all((folder / f).resolve().is_relative_to(base) for f in files)
+        if not inside:
+            raise ValueError(f"{what} leads outside the {MODEL_FOLDER_KIND} model folder {root} (a symlink?): "
+                             f"copy the model in, or add its real location to ComfyUI's extra_model_paths.yaml")
+        missing = [f for f in files if not (folder / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{what} lacks {', '.join(missing)} (a model folder needs {', '.join(files)})")
+        return folder
+    raise FileNotFoundError(f"{what} is not a model folder in the {MODEL_FOLDER_KIND} model folder; put the "
+                            f"folder with {', '.join(files)} there")
+
+
 def input_files(exts: tuple[str, ...]) -> list[str]:
     """Files in the input folder with one of ``exts``, then the pack's sample media."""
     folder = input_dir()

@@ -3,13 +3,40 @@ from ComfyUI's diffusion_models / vae / text_encoders folders."""
 
 from __future__ import annotations
 
-from sora_core import graph_ops
+from sora_core import graph_ops, pipeline
 
 from . import host
 
 CATEGORY = "Sora/model"
 DEFAULT = "default"
+NONE = "none"
 KINDS = {"dit": "diffusion_models", "vae": "vae", "text_encoder": "text_encoders"}
+FOLDER_FILES = tuple(pipeline.MODEL_FILES[k] for k in ("dit", "vae", "text_encoder"))
+MODEL_DIR_TIP = ("A model folder with dit / vae / text_encoder .safetensors (e.g. from sora train), in "
+                 "models/diffusion_models; overrides the choices above. 'none' = use them.")
+
+
+def model_dir_input() -> tuple:
+    """In ComfyUI a choice among the model folders found under diffusion_models (a shared workflow
+    cannot name any other path); headless (sora run --model) a free path or such a folder name."""
+    if host.in_comfyui():
+        return ([NONE] + host.model_folders(FOLDER_FILES), {"default": NONE, "tooltip": MODEL_DIR_TIP})
+    return ("STRING", {"default": "", "tooltip": MODEL_DIR_TIP + " Headless: any folder path."})
+
+
+def resolve_model_dir(model_dir) -> "str | None":
+    """The folder for a ``model_dir`` value: None for '' / 'none'; in ComfyUI only a folder of
+    ``host.model_folders`` (confined to the model folders); headless also a path."""
+    if not isinstance(model_dir, str):
+        raise ValueError(f"model_dir must be a string, got {type(model_dir).__name__}")
+    name = model_dir.strip()
+    if name in ("", NONE):
+        return None
+    if host.in_comfyui():
+        return str(host.model_folder(name, FOLDER_FILES))
+    if name in host.model_folders(FOLDER_FILES):
+        return str(host.model_folder(name, FOLDER_FILES))
+    return name
 
 
 class SoraModelLoader:
@@ -38,17 +65,24 @@ class SoraModelLoader:
                     "tooltip": "Compute dtype of the transformer: auto = bfloat16 autocast (fast on CPUs "
                                "with AMX), float32 = exact; the VAE stays float32 unless chosen."}),
             },
-            "optional": {
-                "model_dir": ("STRING", {"default": "",
-                                         "tooltip": "A folder with vae / text_encoder / dit .safetensors "
-                                                    "(e.g. from sora train); overrides the choices above."}),
-            },
+            "optional": {"model_dir": model_dir_input()},
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, model_dir=""):
+        """model_dir: '' (workflows saved before it was a choice), 'none', or a listed model folder;
+        ComfyUI leaves this input's check to this method so older workflows keep loading."""
+        try:
+            resolve_model_dir(model_dir)
+        except (ValueError, FileNotFoundError) as e:
+            return str(e)
+        return True
+
     def load(self, dit, vae, text_encoder, dtype, model_dir=""):
+        folder = resolve_model_dir(model_dir)
         chosen = {"dit": dit, "vae": vae, "text_encoder": text_encoder}
         files = {k: None if v == DEFAULT else host.model_path(KINDS[k], v) for k, v in chosen.items()}
-        return (graph_ops.load_model(model_dir.strip() or None, files, dtype, host.device()),)
+        return (graph_ops.load_model(folder, files, dtype, host.device()),)
 
 
 NODE_CLASS_MAPPINGS = {"SoraModelLoader": SoraModelLoader}

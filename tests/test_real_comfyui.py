@@ -7,8 +7,9 @@ when neither is available (a user's machine), failed instead under SORA_REQUIRE_
 
 SORA_COMFYUI_STEPS (default 4) caps the sampler steps of each workflow to keep a CPU run short (0
 keeps the workflows' own steps); SORA_COMFYUI_TIMEOUT (default 900) is the seconds per workflow;
-SORA_COMFYUI_MODEL_DIR, a model folder on the server's machine (vae / text_encoder / dit
-.safetensors), replaces the default model in every model loader.
+SORA_COMFYUI_MODEL_DIR, the name of a model folder (vae / text_encoder / dit .safetensors) under the
+server's models/diffusion_models folder, as the loader's model_dir choices list it, replaces the default
+model in every model loader (a server never loads a path a workflow names).
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ def shorten(api: dict, info: dict, cap: int, model_dir: str) -> dict:
         if cap > 0 and "steps" in names and isinstance(node["inputs"].get("steps"), int):
             node["inputs"]["steps"] = min(node["inputs"]["steps"], cap)
         if model_dir and "model_dir" in names:
+            choices = (inputs.get("optional") or {}).get("model_dir", [[]])[0]
+            if model_dir not in choices:
+                pytest.fail(f"SORA_COMFYUI_MODEL_DIR={model_dir!r} is not a model folder of the server's "
+                            f"diffusion_models folder; the server offers {choices}")
             node["inputs"]["model_dir"] = model_dir
     return api
 
@@ -117,3 +122,22 @@ def test_batch_rows_run_on_the_server(comfyui_server, server_info, tmp_path):
         assert len(previews) == 1 and previews[0].stat().st_size > 0, previews
         videos.append(frames.astype(np.float32))
     assert np.abs(videos[0] - videos[1]).mean() > 1.0, "two rows with different prompts and seeds gave the same video"
+
+
+@pytest.mark.parametrize("path", ["/etc", "../../..", "../models/vae"])
+def test_server_refuses_model_dir_paths(client, server_info, path):
+    """A shared workflow cannot make the server load from (or probe) a path: model_dir is a choice
+    among the model folders, checked by the node before anything is read."""
+    assert server_info["SoraModelLoader"]["input"]["optional"]["model_dir"][0][0] == "none"
+    prompt = {"1": {"class_type": "SoraModelLoader", "inputs": {"dit": "default", "vae": "default",
+                                                                "text_encoder": "default", "dtype": "auto",
+                                                                "model_dir": path}},
+              "2": {"class_type": "SoraEmptyLatent", "inputs": {"model": ["1", 0], "width": 64, "height": 64,
+                                                               "frames": 1, "aspect": "custom", "seconds": 0.0,
+                                                               "fps": 8.0, "batch_size": 1}},
+              "3": {"class_type": "SoraPreviewVideo", "inputs": {"images": ["4", 0], "fps": 8.0}},
+              "4": {"class_type": "SoraVAEDecode", "inputs": {"model": ["1", 0], "latent": ["2", 0],
+                                                             "tile_size": 0}}}
+    with pytest.raises(cc.ValidationFailed) as e:
+        client.queue_prompt(prompt)
+    assert "model_dir" in "\n".join(e.value.lines) and "no absolute paths" in "\n".join(e.value.lines)
