@@ -62,3 +62,15 @@ def comfyui_server():
         pytest.skip(str(e))
     yield server
     server.stop()
+
+
+# Property-based tests (tests/test_fuzz_*.py): no deadline on a shared machine, the reproduce blob
+# printed on failure (``@reproduce_failure``), no example database written into the tree.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:                                  # hypothesis is only needed by the fuzz tests
+    pass
+else:
+    settings.register_profile("sora", deadline=None, print_blob=True, database=None, derandomize=False,
+                              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.load_profile("sora")
