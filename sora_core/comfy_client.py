@@ -97,7 +97,9 @@ def format_validation_errors(error: dict | str, node_errors: dict) -> list[str]:
     for node_id, info in sorted(node_errors.items(), key=lambda kv: str(kv[0])):
         for err in info.get("errors", []):
             name = (err.get("extra_info") or {}).get("input_name") or err.get("details") or "?"
-            lines.append(f"node {node_id} ({info.get('class_type', '?')}) input '{name}': {err.get('message', '')}")
+            details = str(err.get("details") or "")
+            why = f" ({details})" if details and details != name else ""       # a node's own check says why here
+            lines.append(f"node {node_id} ({info.get('class_type', '?')}) input '{name}': {err.get('message', '')}{why}")
     if not lines:
         if isinstance(error, dict):
             detail = f" ({error['details']})" if error.get("details") else ""

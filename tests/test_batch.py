@@ -483,3 +483,15 @@ def test_validation_error_formatting_without_node_errors():
 def test_bad_server_url_is_refused():
     with pytest.raises(ValueError, match="http://host:port"):
         cc.ComfyClient("ftp://example")
+
+
+def test_validation_lines_carry_a_nodes_own_reason():
+    """ComfyUI reports a node's VALIDATE_INPUTS refusal as 'Custom validation failed for node' with the
+    reason in ``details``: the line shows the reason, not only the generic message."""
+    from sora_core.comfy_client import format_validation_errors
+    errors = {"1": {"class_type": "SoraModelLoader", "errors": [{
+        "type": "custom_validation_failed", "message": "Custom validation failed for node",
+        "details": "model_dir - no absolute paths: '/etc'", "extra_info": {"input_name": "model_dir"}}]}}
+    (line,) = format_validation_errors("", errors)
+    assert line.startswith("node 1 (SoraModelLoader) input 'model_dir': Custom validation failed")
+    assert "no absolute paths: '/etc'" in line
