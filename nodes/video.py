@@ -145,6 +145,31 @@ class SoraSaveVideo:
                                              "tooltip": "mp4 (H.264), animated webp, gif, or png frames."}),
         }, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, fps=None, filename_prefix=None, format=None):
+        """Before anything runs: the prefix can make a file name, the format is known, and the rate is
+        one the format stores (a gif keeps whole-centisecond delays: at most 50 fps). Declaring these
+        inputs here takes their checks over from ComfyUI, so the widget range is checked here too. A
+        linked input is not known yet (None): it is checked when the node runs."""
+        if format is not None and format not in VIDEO_FORMATS:
+            return f"input 'format': {format!r} is unknown; allowed: {', '.join(VIDEO_FORMATS)}"
+        lo, hi = FPS[1]["min"], FPS[1]["max"]
+        if filename_prefix is not None:
+            try:
+                outputs.check_prefix(filename_prefix)
+            except outputs.OutputPathError as e:
+                return f"input 'filename_prefix': {e}"
+        if fps is None:
+            return True
+        if not (isinstance(fps, (int, float)) and lo <= fps <= hi):
+            return f"input 'fps': must be in [{lo:g}, {hi:g}], got {fps!r}"
+        if format not in (None, "png"):
+            try:
+                video_io.check_fps(fps, f".{format}")
+            except video_io.VideoIOError as e:
+                return f"input 'fps': {e}"
+        return True
+
     def save(self, images, fps, filename_prefix, format, prompt=None, extra_pnginfo=None):
         meta = workflow_metadata(prompt, extra_pnginfo)
         return {"ui": write_clip(images, fps, host.output_dir(), filename_prefix, format, "output", meta)}

@@ -119,3 +119,26 @@ def test_load_refuses_what_cannot_fit_before_decoding(pack, folders, monkeypatch
     monkeypatch.setattr(video_io, "read_video", read)
     images, count, _ = load("long.mp4", 2, 0, 1)
     assert count == 2 and images.shape == (2, 64, 64, 3)
+
+
+@pytest.mark.parametrize("fps, prefix, fmt, why", [
+    (60.0, "sora/x", "gif", "for a .gif file"),            # a gif stores whole-centisecond delays
+    (8.0, "sora/a\nb", "mp4", "control or invisible"),
+    (8.0, "sora/x", "avi", "allowed: mp4"),
+    (float("nan"), "sora/x", "png", "input 'fps': must be in"),
+])
+def test_save_refuses_what_it_cannot_write_before_the_graph_runs(pack, folders, fps, prefix, fmt, why):
+    """The save's own checks run at validation (ComfyUI and the headless executor call VALIDATE_INPUTS
+    before any node executes), so a bad prefix or rate never costs a generation."""
+    from sora_core import executor
+    cls = pack.NODE_CLASS_MAPPINGS["SoraSaveVideo"]
+    assert why in cls.VALIDATE_INPUTS(fps=fps, filename_prefix=prefix, format=fmt)
+    assert cls.VALIDATE_INPUTS(fps=8.0, filename_prefix="sora/ok", format=fmt if fmt != "avi" else "mp4") is True
+    api = {"1": {"class_type": "SoraLoadVideo", "inputs": {"video": "sora-samples/red_ball_right.mp4", "frame_load_cap": 0,
+                                                          "skip_first_frames": 0, "select_every_nth": 1}},
+           "2": {"class_type": "SoraSaveVideo", "inputs": {"images": ["1", 0], "fps": fps,
+                                                          "filename_prefix": prefix, "format": fmt}}}
+    with pytest.raises(Exception) as err:
+        executor.validate_prompt(api, pack.NODE_CLASS_MAPPINGS)
+    assert "node 2 (SoraSaveVideo)" in str(err.value)     # named by the executor or by the node itself
+    assert not list(folders["output"].rglob("*"))
