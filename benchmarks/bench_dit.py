@@ -11,12 +11,23 @@ difference when ours runs with the reference's weights (a parity check of the st
     python benchmarks/bench_dit.py --tokens 320 --repeats 5
     python benchmarks/bench_dit.py --threads 1 --clock cpu  # steadier on a machine shared with other jobs
 
-Needs diffusers (a benchmark-only optional dependency).
+Models to time (``--models``, default ``ref ours``): ``ref`` diffusers' model, ``ours`` the DiT with its
+fused CPU kernels, ``plain`` the same DiT on its plain reference modules (``set_kernels("plain")``),
+``baseline`` the ``DiT`` of another copy of ``sora_core/dit.py`` given by ``--baseline`` (e.g. an
+older commit's, for a before/after run in one interleaved measurement):
+
+    git show HEAD~1:sora_core/dit.py > /tmp/dit_before.py
+    python benchmarks/bench_dit.py --models ours baseline plain --baseline /tmp/dit_before.py \
+        --tokens 320 --threads 1 --clock cpu --repeats 7
+
+Ratios are printed as <model> / ours (> 1: ours faster). Needs diffusers (a benchmark-only
+optional dependency) for ``ref`` and the parity line.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -31,6 +42,7 @@ from sora_core.dit import DiT  # noqa: E402
 
 # latent grids (T, H, W) giving 80 / 320 / 1280 tokens with patch 1x2x2
 GRIDS = {80: (5, 8, 8), 320: (5, 16, 16), 1280: (5, 32, 32)}
+MODELS = ("ref", "ours", "plain", "baseline")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -44,6 +56,33 @@ def reference_model(cfg):
         in_channels=cfg.in_channels, out_channels=cfg.out_channels, text_dim=cfg.text_dim,
         freq_dim=cfg.freq_dim, ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers,
         cross_attn_norm=cfg.cross_attn_norm, eps=cfg.eps)
+
+
+def baseline_class(path: str):
+    """``DiT`` of another copy of sora_core/dit.py, imported as a module of the sora_core package (so
+    its relative imports resolve to this tree's configs / patches / kernels)."""
+    spec = importlib.util.spec_from_file_location("sora_core._bench_baseline_dit", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.DiT
+
+
+def build_models(cfg, names, baseline: str | None) -> dict:
+    """name -> (model, is_ref), every model of ours holding the same weights."""
+    torch.manual_seed(0)
+    ours = DiT(cfg)
+    models = {}
+    for name in names:
+        if name == "ref":
+            models[name] = (reference_model(cfg), True)
+        elif name == "ours":
+            models[name] = (ours, False)
+        else:
+            model = DiT(cfg).set_kernels("plain") if name == "plain" else baseline_class(baseline)(cfg)
+            model.load_state_dict(ours.state_dict())
+            models[name] = (model, False)
+    return models
 
 
 def make_inputs(cfg, batch: int, grid, text_len: int, seed: int = 0) -> dict:
@@ -116,7 +155,7 @@ def parity(cfg, ref) -> float:
         return (run(ours, inp, False) - run(ref, inp, True)).abs().max().item()
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="bench")
     ap.add_argument("--tokens", type=int, nargs="+", default=[80, 320, 1280], choices=sorted(GRIDS))
@@ -124,40 +163,50 @@ def main(argv=None) -> None:
     ap.add_argument("--text-len", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--only", choices=["ours", "ref"], default=None, help="time one model only")
+    ap.add_argument("--models", nargs="+", default=["ref", "ours"], choices=MODELS,
+                    help="models to time, interleaved (ratios are <model> / ours)")
+    ap.add_argument("--baseline", default=None, help="another sora_core/dit.py, timed as model 'baseline'")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall time, or CPU time of this process (steadier when other jobs load the machine)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if ("baseline" in args.models) != (args.baseline is not None):
+        ap.error("--baseline FILE and model 'baseline' in --models go together")
+    if args.baseline is not None and not Path(args.baseline).is_file():
+        ap.error(f"--baseline: no such file {args.baseline}")
+    return args
 
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     cfg = dit_preset(args.preset)
-    torch.manual_seed(0)
-    ours, ref = DiT(cfg), reference_model(cfg)
-    n_ours, n_ref = (sum(p.numel() for p in m.parameters()) for m in (ours, ref))
+    models = build_models(cfg, args.models, args.baseline)
     print(f"preset {args.preset}: {cfg}")
-    print(f"parameters: ours {n_ours:,}  reference {n_ref:,}  ({'match' if n_ours == n_ref else 'MISMATCH'})")
-    print(f"parity with reference weights (fp32): max |diff| = {parity(cfg, ref):.2e}")
+    if "ref" in models:
+        ref = models["ref"][0]
+        n_ours, n_ref = (sum(p.numel() for p in m.parameters()) for m in (DiT(cfg), ref))
+        print(f"parameters: ours {n_ours:,}  reference {n_ref:,}  ({'match' if n_ours == n_ref else 'MISMATCH'})")
+        print(f"parity with reference weights (fp32): max |diff| = {parity(cfg, ref):.2e}")
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     print(f"batch {args.batch}, text length {args.text_len}, threads {args.threads}, {args.clock} clock, "
           f"best of {args.repeats} interleaved rounds, load average {os.getloadavg()[0]:.1f}")
     print()
-    head = "| tokens | grid | measure | reference (s) | ours (s) | ratio ref/ours |"
-    print(head)
-    print("|" + "---|" * 6)
-    models = [("ref", ref, True), ("ours", ours, False)]
-    if args.only:
-        models = [m for m in models if m[0] == args.only]
+    names = list(models)
+    others = [n for n in names if n != "ours"] if "ours" in models else []
+    cols = [f"{n} (s)" for n in names] + [f"{n}/ours" for n in others]
+    print("| tokens | grid | measure | " + " | ".join(cols) + " |")
+    print("|" + "---|" * (3 + len(cols)))
     for n in args.tokens:
         inp = make_inputs(cfg, args.batch, GRIDS[n], args.text_len)
         rows = {
-            "fwd fp32": timed({k: forward_fn(m, inp, r, False) for k, m, r in models}, args.repeats, clock=clock),
-            "fwd bf16": timed({k: forward_fn(m, inp, r, True) for k, m, r in models}, args.repeats, clock=clock),
-            "train step bf16": timed({k: train_step_fn(m, inp, r) for k, m, r in models}, args.repeats, clock=clock),
+            "fwd fp32": {k: forward_fn(m, inp, r, False) for k, (m, r) in models.items()},
+            "fwd bf16": {k: forward_fn(m, inp, r, True) for k, (m, r) in models.items()},
+            "train step bf16": {k: train_step_fn(m, inp, r) for k, (m, r) in models.items()},
         }
-        for measure, r in rows.items():
-            a, b = r.get("ref", float("nan")), r.get("ours", float("nan"))
-            print(f"| {n} | {'x'.join(map(str, GRIDS[n]))} | {measure} | {a:.3f} | {b:.3f} | {a / b:.2f}x |",
-                  flush=True)
+        for measure, fns in rows.items():
+            r = timed(fns, args.repeats, clock=clock)
+            cells = [f"{r[k]:.3f}" for k in names] + [f"{r[k] / r['ours']:.2f}x" for k in others]
+            print(f"| {n} | {'x'.join(map(str, GRIDS[n]))} | {measure} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

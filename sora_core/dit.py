@@ -293,8 +293,10 @@ class DiT(nn.Module):
         temb, mod = self.condition_embedder.time(tf, pooled)                           # (B, F, D), (B, F, 6, D)
         mask = None if context_mask is None else rearrange(context_mask, "b l -> b 1 1 l")
         rope = self._rope(grid, x.device)                                               # (N, 1, d) x2
-        tokens = kernels.dit_tokens if self.fused else DiT._tokens
-        out = tokens(self, x, context, temb, mod, mask, rope)                          # (B, N, C_out*p)
+        if self.fused:                                                                  # kernels.py
+            out = kernels.dit_tokens(self, x, context, temb, mod, mask, rope)         # (B, N, C_out*p)
+        else:
+            out = self._tokens(x, context, temb, mod, mask, rope)
         return unpatchify(out, grid, patch, c.out_channels, layout="c_last").float()
 
     def _tokens(self, x, context, temb, mod, mask, rope) -> torch.Tensor:
