@@ -31,7 +31,16 @@ def _ensure_sora_core() -> None:
 
 _ensure_sora_core()
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+
+def __getattr__(name: str):
+    """The node mappings, imported on first use: ComfyUI reads them right after importing the pack
+    (an import failure is reported there as usual), while ``sora --help`` and the headless tools,
+    which import the pack as ``comfyui_sora``, do not pay for torch and every node module."""
+    if name in ("NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"):
+        from . import nodes
+        return getattr(nodes, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 WEB_DIRECTORY = "./web" if (Path(__file__).resolve().parent / "web").is_dir() else None
 

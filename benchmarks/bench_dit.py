@@ -13,7 +13,7 @@ difference when ours runs with the reference's weights (a parity check of the st
 
 Models to time (``--models``, default ``ref ours``): ``ref`` diffusers' model, ``ours`` the DiT with its
 fused CPU kernels, ``plain`` the same DiT on its plain reference modules (``set_kernels("plain")``),
-``baseline`` the ``DiT`` of another copy of ``sora_core/dit.py`` given by ``--baseline`` (e.g. an
+``baseline`` the ``DiT`` of another copy of ``sora_core/models/dit.py`` given by ``--baseline`` (e.g. an
 older commit's, for a before/after run in one interleaved measurement):
 
     git show HEAD~1:sora_core/dit.py > /tmp/dit_before.py
@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sora_core.configs import dit_preset  # noqa: E402
-from sora_core.dit import DiT  # noqa: E402
+from sora_core.models.dit import DiT  # noqa: E402
 
 # latent grids (T, H, W) giving 80 / 320 / 1280 tokens with patch 1x2x2
 GRIDS = {80: (5, 8, 8), 320: (5, 16, 16), 1280: (5, 32, 32)}
@@ -59,7 +59,7 @@ def reference_model(cfg):
 
 
 def baseline_class(path: str):
-    """``DiT`` of another copy of sora_core/dit.py, imported as a module of the sora_core package (so
+    """``DiT`` of another copy of sora_core/models/dit.py, imported as a module of the sora_core package (so
     its relative imports resolve to this tree's configs / patches / kernels)."""
     spec = importlib.util.spec_from_file_location("sora_core._bench_baseline_dit", path)
     module = importlib.util.module_from_spec(spec)
@@ -165,7 +165,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", nargs="+", default=["ref", "ours"], choices=MODELS,
                     help="models to time, interleaved (ratios are <model> / ours)")
-    ap.add_argument("--baseline", default=None, help="another sora_core/dit.py, timed as model 'baseline'")
+    ap.add_argument("--baseline", default=None, help="another sora_core/models/dit.py, timed as model 'baseline'")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall time, or CPU time of this process (steadier when other jobs load the machine)")
     args = ap.parse_args(argv)

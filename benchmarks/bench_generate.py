@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset  # noqa: E402
 from sora_core.pipeline import (GenerationDefaults, ModelMissingError, SoraModel, decode_latents,  # noqa: E402
                                 encode_prompts, make_noise_grid, sample_latents)
-from sora_core.flow import sigma_schedule  # noqa: E402
+from sora_core.diffusion.flow import sigma_schedule  # noqa: E402
 
 
 def load_model(folder: str | None) -> tuple[SoraModel, str]:
@@ -31,9 +31,9 @@ def load_model(folder: str | None) -> tuple[SoraModel, str]:
     try:
         return SoraModel.default(), "shipped default model"
     except ModelMissingError:
-        from sora_core.dit import DiT
-        from sora_core.text import ByteTextEncoder
-        from sora_core.vae import VideoVAE
+        from sora_core.models.dit import DiT
+        from sora_core.models.text import ByteTextEncoder
+        from sora_core.models.vae import VideoVAE
         torch.manual_seed(0)
         model = SoraModel(VideoVAE(vae_preset("default")), ByteTextEncoder(text_encoder_preset("default")),
                           DiT(dit_preset("default")), ScheduleConfig(), GenerationDefaults())

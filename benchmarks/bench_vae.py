@@ -1,4 +1,4 @@
-"""Video VAE speed and memory: ours (sora_core.vae.VideoVAE) against diffusers' AutoencoderKLWan.
+"""Video VAE speed and memory: ours (sora_core.models.vae.VideoVAE) against diffusers' AutoencoderKLWan.
 
 Both are built from the same config (preset "bench": base 32, z 8, mult 1,2,4,4, time down on the last
 two stages; random init) and run the same inputs in the same run, in float32 and under bf16 autocast.
@@ -39,7 +39,7 @@ def _build(impl: str, preset: str):
     cfg = vae_preset(preset)
     torch.manual_seed(0)
     if impl == "ours":
-        from sora_core.vae import VideoVAE
+        from sora_core.models.vae import VideoVAE
         return VideoVAE(cfg).eval(), cfg
     from diffusers import AutoencoderKLWan
     ref = AutoencoderKLWan(base_dim=cfg.base_dim, z_dim=cfg.z_dim, dim_mult=list(cfg.dim_mult),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sora_core import clips
+from sora_core.media import clips
 
 CATEGORY = "Sora/clips"
 IMAGES = ("IMAGE", {"tooltip": "Frames (T, H, W, 3)."})

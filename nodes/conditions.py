@@ -4,7 +4,9 @@ can append to conditions made upstream. Frames must already have the output's wi
 
 from __future__ import annotations
 
-from sora_core import clips, conditions, graph_ops
+from sora_core.media import clips
+from sora_core.diffusion import conditions
+from . import graph_ops
 
 CATEGORY = "Sora/conditions"
 CONDS = "SORA_FRAME_CONDITIONS"

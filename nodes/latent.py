@@ -3,7 +3,8 @@ and aspect ratio (the sampler fills it with seeded noise)."""
 
 from __future__ import annotations
 
-from sora_core import geometry, graph_ops
+from sora_core import geometry
+from . import graph_ops
 
 CATEGORY = "Sora/latent"
 ASPECTS = ["custom"] + list(geometry.ASPECTS)

@@ -3,7 +3,8 @@ from ComfyUI's diffusion_models / vae / text_encoders folders."""
 
 from __future__ import annotations
 
-from sora_core import graph_ops, pipeline
+from . import graph_ops
+from sora_core import pipeline
 
 from . import host
 

@@ -3,7 +3,9 @@ progress bar and latent previews in ComfyUI, interruptible between steps."""
 
 from __future__ import annotations
 
-from sora_core import conditions, configs, graph_ops, samplers
+from sora_core.diffusion import conditions, samplers
+from sora_core import configs
+from . import graph_ops
 
 from . import host
 

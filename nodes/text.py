@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sora_core import graph_ops
-from sora_core.world import expand
+from . import graph_ops
+from sora_core.prompts import expand
 
 CATEGORY = "Sora/text"
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sora_core import clips, graph_ops
+from sora_core.media import clips
+from . import graph_ops
 
 from . import host
 

@@ -12,7 +12,8 @@ import secrets
 import numpy as np
 import torch
 
-from sora_core import budget, clips, outputs, video_io
+from sora_core import budget
+from sora_core.media import clips, outputs, video_io
 
 from . import host
 

@@ -94,7 +94,7 @@ def main() -> None:
         import sora_core  # noqa: F401
     except ImportError:                   # not installed: use the checkout this script lives in
         sys.path.insert(0, str(ROOT))
-    from sora_core import workflow
+    from comfyui_sora.headless import workflow
     names = workflow.load_pack(ROOT).NODE_DISPLAY_NAME_MAPPINGS
     OUT.mkdir(parents=True, exist_ok=True)
     for path in sorted((ROOT / "workflows").glob("*.json")):

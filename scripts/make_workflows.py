@@ -20,7 +20,7 @@ try:
 except ImportError:                       # not installed: use the checkout this script lives in
     sys.path.insert(0, str(ROOT))
 
-from sora_core import workflow  # noqa: E402
+from comfyui_sora.headless import workflow  # noqa: E402
 
 OUT = ROOT / "workflows"
 COL, GAP = 400, 40

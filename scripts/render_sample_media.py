@@ -18,8 +18,9 @@ try:
 except ImportError:                       # not installed: use the checkout this script lives in
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sora_core import video_io
-from sora_core.world import captions, expand, render
+from sora_core.media import video_io
+from sora_core.world import captions, render
+from sora_core.prompts import expand
 
 OUT = Path(__file__).resolve().parent.parent / "workflows" / "media"
 SIZE = dict(width=64, height=64, frames=17, fps=8.0)

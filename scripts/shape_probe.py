@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 import torch
 
-from sora_core.flow import sigma_schedule
+from sora_core.diffusion.flow import sigma_schedule
 from sora_core.pipeline import SoraModel, decode_latents, encode_video, generate
-from sora_core.video_io import frames_to_tensor, tensor_to_frames
+from sora_core.media.video_io import frames_to_tensor, tensor_to_frames
 from sora_core.world.captions import short_caption
 from sora_core.world.metrics import object_masks
 from sora_core.world.render import render

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from sora_core.train.vae_trainer import encoder_id  # noqa: E402
 from sora_core.configs import from_json, to_json  # noqa: E402
 from sora_core.pipeline import SCHEDULE_KEY  # noqa: E402
-from sora_core.samplers import SAMPLERS  # noqa: E402
+from sora_core.diffusion.samplers import SAMPLERS  # noqa: E402
 from sora_core.weights import load_component, read_metadata, save_component  # noqa: E402
 
 BUDGET_MB = 50.0

@@ -25,11 +25,11 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .conditions import ConditionPlan, FrameCondition, condition_denoiser, prepare_latent, resolve
+from .diffusion.conditions import ConditionPlan, FrameCondition, condition_denoiser, prepare_latent, resolve
 from .configs import ConfigError, DiTConfig, ScheduleConfig, TextEncoderConfig, VAEConfig, from_dict, from_json, to_json
-from .flow import FlowDenoiser, TextCond, cfg_denoiser, check_cfg, check_shift, make_noise, sigma_schedule
+from .diffusion.flow import FlowDenoiser, TextCond, cfg_denoiser, check_cfg, check_shift, make_noise, sigma_schedule
 from .geometry import LatentGeometry
-from .samplers import get_sampler
+from .diffusion.samplers import get_sampler
 from .weights import load_component, read_config, read_metadata, save_component
 
 MODEL_FILES = {"vae": "vae.safetensors", "text_encoder": "text_encoder.safetensors", "dit": "dit.safetensors"}

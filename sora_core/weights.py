@@ -22,7 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .configs import ConfigError, from_json, to_json
-from .files import atomic_write
+from .media.files import atomic_write
 
 
 class WeightsError(ValueError):
@@ -36,9 +36,9 @@ FORMAT_VERSION = "1"
 # component kind -> (module, class name), imported lazily so loading one kind never imports the others
 # (a class may also be registered directly)
 REGISTRY: dict[str, tuple[str, str] | Callable] = {
-    "vae": ("sora_core.vae", "VideoVAE"),
-    "dit": ("sora_core.dit", "DiT"),
-    "text_encoder": ("sora_core.text", "ByteTextEncoder"),
+    "vae": ("sora_core.models.vae", "VideoVAE"),
+    "dit": ("sora_core.models.dit", "DiT"),
+    "text_encoder": ("sora_core.models.text", "ByteTextEncoder"),
 }
 
 KeyMap = Callable[[str], "str | None"] | Mapping[str, str]

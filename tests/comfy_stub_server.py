@@ -1,6 +1,6 @@
 """A small stand-in for a ComfyUI server, for testing the batch client without ComfyUI.
 
-It speaks the same HTTP and websocket messages as ComfyUI 0.8 (see sora_core/comfy_client.py) over
+It speaks the same HTTP and websocket messages as ComfyUI 0.8 (see headless/comfy_client.py) over
 aiohttp, runs on 127.0.0.1 on a free port in a background thread, and "executes" prompts by walking
 their nodes: progress and a binary preview for nodes with a ``steps`` input, an ``execution_error``
 for a node whose ``fail`` input is true, and a file in its output folder for each output node (the

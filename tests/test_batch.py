@@ -19,9 +19,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from comfy_stub_server import PREVIEW, StubComfy  # noqa: E402
 
-from sora_core import comfy_client as cc  # noqa: E402
-from sora_core.cli import batch, main  # noqa: E402
-from sora_core.workflow import WorkflowError  # noqa: E402
+from comfyui_sora.headless import comfy_client as cc  # noqa: E402
+from comfyui_sora.headless import batch
+from comfyui_sora.headless.cli import main  # noqa: E402
+from comfyui_sora.headless.workflow import WorkflowError  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -448,7 +449,7 @@ def test_unexpected_errors_exhaust_retries_and_fail_the_batch(stubs, workflow, t
 def test_client_follows_progress_and_previews(stubs, tmp_path):
     stub = stubs("a")
     client = cc.ComfyClient(stub.url)
-    from sora_core.workflow import ui_to_api
+    from comfyui_sora.headless.workflow import ui_to_api
     prompt = ui_to_api(ui_workflow(), client.object_info())
     events = []
     result = client.run(prompt, events.append, timeout=10, extra_data={"preview_method": "auto"})
@@ -488,7 +489,7 @@ def test_bad_server_url_is_refused():
 def test_validation_lines_carry_a_nodes_own_reason():
     """ComfyUI reports a node's VALIDATE_INPUTS refusal as 'Custom validation failed for node' with the
     reason in ``details``: the line shows the reason, not only the generic message."""
-    from sora_core.comfy_client import format_validation_errors
+    from comfyui_sora.headless.comfy_client import format_validation_errors
     errors = {"1": {"class_type": "SoraModelLoader", "errors": [{
         "type": "custom_validation_failed", "message": "Custom validation failed for node",
         "details": "model_dir - no absolute paths: '/etc'", "extra_info": {"input_name": "model_dir"}}]}}

@@ -7,12 +7,13 @@ import dataclasses
 import pytest
 import torch
 
-from sora_core import budget, configs, graph_ops
+from sora_core import budget, configs
+from comfyui_sora.nodes import graph_ops
 from sora_core.budget import BudgetError
-from sora_core.dit import DiT
+from sora_core.models.dit import DiT
 from sora_core.pipeline import GenerationDefaults, ModelSpec, SoraModel
-from sora_core.text import ByteTextEncoder
-from sora_core.vae import VideoVAE
+from sora_core.models.text import ByteTextEncoder
+from sora_core.models.vae import VideoVAE
 
 GIB = 2 ** 30
 

@@ -11,8 +11,7 @@ import pytest
 from sora_core.world import vocab as V
 from sora_core.world.captioner import analyze
 from sora_core.world.captions import describe, long_caption, short_caption
-from sora_core.world.expand import (ChatExpander, ExpansionError, UnknownWordsError, expand_prompt,
-                                    parse_prompt, prompt_to_scene)
+from sora_core.prompts.expand import ChatExpander, ExpansionError, UnknownWordsError, expand_prompt, parse_prompt, prompt_to_scene
 from sora_core.world.render import render
 from sora_core.world.scene import sample_scene
 

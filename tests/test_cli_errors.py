@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sora_core.cli import (CLIError, EXIT_TERMINATED, check_device, check_range, check_writable_folder, main,
-                           sigterm_as_interrupt)
+from comfyui_sora.headless.cli import main
+from sora_core.cli import CLIError, EXIT_TERMINATED, check_device, check_range, check_writable_folder, sigterm_as_interrupt
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "workflows" / "text_to_video.json"
 
@@ -22,10 +22,10 @@ WORKFLOW = Path(__file__).resolve().parents[1] / "workflows" / "text_to_video.js
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
-    from sora_core.dit import DiT
+    from sora_core.models.dit import DiT
     from sora_core.pipeline import GenerationDefaults, SoraModel
-    from sora_core.text import ByteTextEncoder
-    from sora_core.vae import VideoVAE
+    from sora_core.models.text import ByteTextEncoder
+    from sora_core.models.vae import VideoVAE
     torch.manual_seed(0)
     model = SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")),
                       DiT(dit_preset("tiny")), ScheduleConfig(steps=2, cfg=2.0),
@@ -127,15 +127,15 @@ def test_main_exits_143_on_sigterm(monkeypatch, capsys):
             pass
         raise AssertionError("SIGTERM did not interrupt")
     parser = types.SimpleNamespace(parse_args=lambda argv: types.SimpleNamespace(command="generate", func=stopped))
-    monkeypatch.setattr("sora_core.cli.build_parser", lambda: parser)
+    monkeypatch.setattr("sora_core.cli.build_parser", lambda extra=(): parser)
     assert main([]) == EXIT_TERMINATED == 143
     assert "stopped by SIGTERM" in capsys.readouterr().err
 
 
 CHILD = textwrap.dedent("""
     import sys, time
-    import sora_core.video_io as video_io
-    from sora_core.cli import main
+    import sora_core.media.video_io as video_io
+    from comfyui_sora.headless.cli import main
 
     def slow_encode(tmp, *args, **kwargs):          # the temp file exists; SIGTERM arrives mid-write
         tmp.write_bytes(b"half a video")

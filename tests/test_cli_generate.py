@@ -10,12 +10,12 @@ import torch
 from sora_core.cli import CLIError
 from sora_core.cli import generate as cli
 from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
-from sora_core.dit import DiT
+from sora_core.models.dit import DiT
 from sora_core.geometry import GeometryError
 from sora_core.pipeline import GenerationDefaults, ModelMissingError, SoraModel
-from sora_core.text import ByteTextEncoder
-from sora_core.vae import VideoVAE
-from sora_core.video_io import read_video
+from sora_core.models.text import ByteTextEncoder
+from sora_core.models.vae import VideoVAE
+from sora_core.media.video_io import read_video
 
 
 @pytest.fixture(scope="module")

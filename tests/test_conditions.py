@@ -6,13 +6,11 @@ import pytest
 import torch
 from einops import reduce, repeat
 
-from sora_core.conditions import (ConditionError, FrameCondition, condition_denoiser, connect, encode_end, extend_backward,
-                                  extend_forward, image_at_end, image_to_video, loop, prepare_latent, resolve,
-                                  sdedit)
+from sora_core.diffusion.conditions import ConditionError, FrameCondition, condition_denoiser, connect, encode_end, extend_backward, extend_forward, image_at_end, image_to_video, loop, prepare_latent, resolve, sdedit
 from sora_core.configs import vae_preset
-from sora_core.flow import add_noise, expand_sigma, sdedit_start_sigma, sigma_schedule
-from sora_core.samplers import SAMPLERS
-from sora_core.vae import VideoVAE
+from sora_core.diffusion.flow import add_noise, expand_sigma, sdedit_start_sigma, sigma_schedule
+from sora_core.diffusion.samplers import SAMPLERS
+from sora_core.models.vae import VideoVAE
 
 SHAPE = (1, 2, 5, 4, 4)      # (B, C, T_lat, H, W)
 

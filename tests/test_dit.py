@@ -1,12 +1,12 @@
 """Diffusion transformer: shapes over grids, per-frame timesteps, text mask, gradients, Wan parity,
-and parity of the fused CPU kernels (sora_core/kernels.py) with the plain reference modules."""
+and parity of the fused CPU kernels (sora_core/models/kernels.py) with the plain reference modules."""
 
 import pytest
 import torch
 
 from sora_core.configs import dit_preset, replace
-from sora_core import kernels
-from sora_core.dit import DiT
+from sora_core.models import kernels
+from sora_core.models.dit import DiT
 
 
 def make_model(seed=0, fused=True, **changes):
@@ -197,7 +197,7 @@ def test_pooled_text_path_makes_the_prompt_reach_every_block():
         a, b = model(x, t, ctx, mask), model(x, t, other, mask.flip(0))
     assert (a - b).abs().max() > 1e-3
     # padded tokens do not change the pooled vector
-    from sora_core.dit import pooled_text
+    from sora_core.models.dit import pooled_text
     padded = torch.cat([ctx, torch.randn(ctx.shape[0], 3, ctx.shape[2])], 1)
     pmask = torch.cat([mask, torch.zeros(mask.shape[0], 3, dtype=torch.bool)], 1)
     assert torch.allclose(pooled_text(padded, pmask), pooled_text(ctx, mask), atol=1e-6)

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from sora_core.cli import main
-from sora_core.video_io import write_image, write_video
-from sora_core.world.evaluate import PromptFileError, read_prompt_file, world_prompt_set
-from sora_core.world.expand import prompt_to_scene
+from comfyui_sora.headless.cli import main
+from sora_core.media.video_io import write_image, write_video
+from sora_core.evaluation.evaluate import PromptFileError, read_prompt_file, world_prompt_set
+from sora_core.prompts.expand import prompt_to_scene
 from sora_core.world.render import render
 
 PROMPTS = ["a red ball moving right", "a large blue box bouncing", "a green triangle moving up",
@@ -172,10 +172,10 @@ def test_world_prompt_set_is_fixed_and_parses():
 def tiny_model_dir(tmp_path_factory):
     import torch
     from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
-    from sora_core.dit import DiT
+    from sora_core.models.dit import DiT
     from sora_core.pipeline import GenerationDefaults, SoraModel
-    from sora_core.text import ByteTextEncoder
-    from sora_core.vae import VideoVAE
+    from sora_core.models.text import ByteTextEncoder
+    from sora_core.models.vae import VideoVAE
     torch.manual_seed(0)
     model = SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")),
                       DiT(dit_preset("tiny")), ScheduleConfig(steps=1, cfg=1.0),
@@ -186,7 +186,7 @@ def tiny_model_dir(tmp_path_factory):
 
 
 def test_eval_generate_every_task(tiny_model_dir, tmp_path):
-    from sora_core.video_io import read_video
+    from sora_core.media.video_io import read_video
     out = tmp_path / "gen"
     assert main(["eval", "--generate", "--prompt-set", "world-single", "--count", "1", "--seeds", "0",
                  "--model", str(tiny_model_dir), "--tasks", "t2v,i2v,extend,loop,sdedit,connect,vae",
@@ -200,7 +200,7 @@ def test_eval_generate_every_task(tiny_model_dir, tmp_path):
         assert by_task[task]["metrics"][metric] is not None, task
     # every clip's video is in the report folder, decodes, and has the task's frame count
     frames = {task: read_video(out / c["video"])[0].shape[0] for task, c in by_task.items()}
-    from sora_core.conditions import EXTEND_CONTEXT
+    from sora_core.diffusion.conditions import EXTEND_CONTEXT
     from sora_core.configs import vae_preset
     context = 1 + (EXTEND_CONTEXT - 1) * vae_preset("tiny").temporal_factor   # given frames kept once
     assert frames["t2v"] == 5 and frames["extend"] == 5 + 5 - context and frames["loop"] == 5 - 2
@@ -246,7 +246,7 @@ def test_eval_sampling_settings(tiny_model_dir, tmp_path, capsys, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 
 def test_figures_draw_their_data():
-    from sora_core.world import figures as F
+    from sora_core.evaluation import figures as F
     steps = np.arange(0, 1000, 10)
     plot = F.line_plot({"loss": (steps, np.exp(-steps / 300) + 0.01), "bad": ([1, 2], [0.0, -1.0])},
                        title="loss", xlabel="step", ylabel="loss", log_y=True)

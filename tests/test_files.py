@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from sora_core.files import atomic_write, unique_path, write_bytes, write_text
+from sora_core.media.files import atomic_write, unique_path, write_bytes, write_text
 
 
 def test_overwrite_replaces_and_leaves_no_temp(tmp_path):
@@ -68,13 +68,13 @@ def _dead_pid() -> int:
 
 
 def _temp_name(target: str, pid: int, host: str | None = None) -> str:
-    from sora_core.files import _host_tag
+    from sora_core.media.files import _host_tag
     stem, dot, ext = target.rpartition(".")
     return f".{stem}.{pid}-{host or _host_tag()}-ab12cd34.tmp.{ext}"
 
 
 def test_temp_files_carry_the_writer_and_keep_the_suffix(tmp_path):
-    from sora_core.files import temp_pattern
+    from sora_core.media.files import temp_pattern
     seen = []
 
     def write(tmp):
@@ -89,7 +89,7 @@ def test_temp_files_carry_the_writer_and_keep_the_suffix(tmp_path):
 
 
 def test_orphan_temps_of_dead_writers_are_removed_and_nothing_else(tmp_path):
-    from sora_core.files import remove_orphan_temps
+    from sora_core.media.files import remove_orphan_temps
     dead = _dead_pid()
     keep = ["ckpt.safetensors", _temp_name("ckpt.safetensors", os.getpid()),   # the target; a live writer
             _temp_name("other.safetensors", dead),                             # another target's temp
@@ -111,10 +111,10 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_and_an_orphan_the_next_st
     import subprocess
     import sys
 
-    from sora_core.files import remove_orphan_temps_of
+    from sora_core.media.files import remove_orphan_temps_of
     target = tmp_path / "w.safetensors"
     write_bytes(target, b"old")
-    code = ("import os, signal, sys; from sora_core.files import atomic_write\n"
+    code = ("import os, signal, sys; from sora_core.media.files import atomic_write\n"
             "def die(tmp):\n    tmp.write_bytes(b'partial'); os.kill(os.getpid(), signal.SIGKILL)\n"
             "atomic_write(sys.argv[1], die)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True)

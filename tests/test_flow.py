@@ -3,8 +3,7 @@
 import pytest
 import torch
 
-from sora_core.flow import (FlowDenoiser, FlowError, TextCond, add_noise, cfg_denoiser, concat_conds,
-                            make_noise, sdedit_start_sigma, shift_sigmas, sigma_schedule)
+from sora_core.diffusion.flow import FlowDenoiser, FlowError, TextCond, add_noise, cfg_denoiser, concat_conds, make_noise, sdedit_start_sigma, shift_sigmas, sigma_schedule
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sora_core import configs, executor, weights, workflow
-from sora_core.workflow import WorkflowError
+from sora_core import configs, weights
+from comfyui_sora.headless import executor, workflow
+from comfyui_sora.headless.workflow import WorkflowError
 
 PACK = workflow.load_pack()
 NODES = PACK.NODE_CLASS_MAPPINGS
@@ -172,9 +173,9 @@ def test_hostile_widget_values_are_refused_naming_node_and_input(name, data):
 def tiny_values(tmp_path_factory):
     """One value of every link type: a tiny random model (saved and loaded by the loader node), its
     conditioning, 5 frames of 32x32, a latent of that size, and an image-to-video condition."""
-    from sora_core.dit import DiT
-    from sora_core.text import ByteTextEncoder
-    from sora_core.vae import VideoVAE
+    from sora_core.models.dit import DiT
+    from sora_core.models.text import ByteTextEncoder
+    from sora_core.models.vae import VideoVAE
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("fuzz_model")
     for kind, module in {"vae": VideoVAE(configs.vae_preset("tiny4")), "dit": DiT(configs.dit_preset("tiny")),

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sora_core import executor, workflow
-from sora_core.workflow import WorkflowError
+from comfyui_sora.headless import executor, workflow
+from comfyui_sora.headless.workflow import WorkflowError
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = sorted((ROOT / "workflows").glob("*.json"))

@@ -6,7 +6,7 @@ import sys
 
 from test_cli_generate import model_dir, sora_generate  # noqa: F401  (model_dir is a fixture)
 
-from sora_core.files import _host_tag
+from sora_core.media.files import _host_tag
 
 
 def test_generate_removes_orphan_temps_of_its_output_and_nothing_else(tmp_path, model_dir, capsys):  # noqa: F811

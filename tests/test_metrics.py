@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from sora_core.video_io import frames_to_tensor
+from sora_core.media.video_io import frames_to_tensor
 from sora_core.world import metrics as M
-from sora_core.world.expand import prompt_to_scene
+from sora_core.prompts.expand import prompt_to_scene
 from sora_core.world.render import render
 from sora_core.world.scene import BackgroundSpec, EventSpec, ObjectSpec, SceneSpec
 

@@ -4,8 +4,9 @@ frame-count fitting and transition curves."""
 import pytest
 import torch
 
-from sora_core import clips, workflow
-from sora_core.clips import ClipError
+from sora_core.media import clips
+from comfyui_sora.headless import workflow
+from sora_core.media.clips import ClipError
 from sora_core.geometry import GeometryError
 
 

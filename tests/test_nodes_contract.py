@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from sora_core import workflow
+from comfyui_sora.headless import workflow
 
 PACK = workflow.load_pack()
 NAMES = sorted(PACK.NODE_CLASS_MAPPINGS)

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from sora_core import configs, workflow
-from sora_core.dit import DiT
+from sora_core import configs
+from comfyui_sora.headless import workflow
+from sora_core.models.dit import DiT
 from sora_core.pipeline import SoraModel
-from sora_core.text import ByteTextEncoder
-from sora_core.vae import VideoVAE
+from sora_core.models.text import ByteTextEncoder
+from sora_core.models.vae import VideoVAE
 
 PACK = workflow.load_pack()
 HOST = PACK.nodes.host

@@ -60,7 +60,7 @@ def test_no_top_level_nodes_in_the_packaging():
 def _build_wheel(tmp_path: Path) -> Path:
     """A wheel of this checkout, built offline from a copy of its sources (nothing written here)."""
     src = tmp_path / "src"
-    keep = ["pyproject.toml", "README.md", "requirements.txt", "__init__.py", "nodes", "sora_core", "workflows"]
+    keep = ["pyproject.toml", "README.md", "requirements.txt", "__init__.py", "nodes", "headless", "sora_core", "workflows"]
     src.mkdir()
     for name in keep + ["web"]:
         path = ROOT / name
@@ -93,7 +93,7 @@ def test_built_wheel_has_no_top_level_nodes_and_carries_the_pack(tmp_path):
 
 
 def test_every_node_is_in_the_sora_category_and_has_a_display_name():
-    from sora_core import workflow
+    from comfyui_sora.headless import workflow
     pack = workflow.load_pack()
     for name, cls in pack.NODE_CLASS_MAPPINGS.items():
         assert cls.CATEGORY.startswith("Sora/"), name

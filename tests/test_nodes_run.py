@@ -7,7 +7,10 @@ import types
 import pytest
 import torch
 
-from sora_core import conditions, configs, graph_ops, pipeline, weights, workflow
+from sora_core.diffusion import conditions
+from sora_core import configs, pipeline, weights
+from comfyui_sora.nodes import graph_ops
+from comfyui_sora.headless import workflow
 from sora_core.geometry import GeometryError
 
 PACK = workflow.load_pack()
@@ -41,9 +44,9 @@ def check_type(value, kind, where):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from sora_core.dit import DiT
-    from sora_core.text import ByteTextEncoder
-    from sora_core.vae import VideoVAE
+    from sora_core.models.dit import DiT
+    from sora_core.models.text import ByteTextEncoder
+    from sora_core.models.vae import VideoVAE
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("models")
     parts = {"vae": VideoVAE(configs.vae_preset("tiny4")), "dit": DiT(configs.dit_preset("tiny")),

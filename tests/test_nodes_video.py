@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from sora_core import outputs, video_io, workflow
+from sora_core.media import outputs, video_io
+from comfyui_sora.headless import workflow
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ def test_load_refuses_what_cannot_fit_before_decoding(pack, folders, monkeypatch
 def test_save_refuses_what_it_cannot_write_before_the_graph_runs(pack, folders, fps, prefix, fmt, why):
     """The save's own checks run at validation (ComfyUI and the headless executor call VALIDATE_INPUTS
     before any node executes), so a bad prefix or rate never costs a generation."""
-    from sora_core import executor
+    from comfyui_sora.headless import executor
     cls = pack.NODE_CLASS_MAPPINGS["SoraSaveVideo"]
     assert why in cls.VALIDATE_INPUTS(fps=fps, filename_prefix=prefix, format=fmt)
     assert cls.VALIDATE_INPUTS(fps=8.0, filename_prefix="sora/ok", format=fmt if fmt != "avi" else "mp4") is True

@@ -7,11 +7,12 @@ import math
 import pytest
 import torch
 
-from sora_core import graph_ops, workflow
+from comfyui_sora.nodes import graph_ops
+from comfyui_sora.headless import workflow
 from sora_core.configs import ScheduleConfig
-from sora_core.flow import FlowError, cfg_denoiser, check_cfg, check_shift, sigma_schedule
+from sora_core.diffusion.flow import FlowError, cfg_denoiser, check_cfg, check_shift, sigma_schedule
 from sora_core.pipeline import GenerationDefaults, SoraModel, generate
-from sora_core.samplers import SAMPLERS, SamplerError, check_sigmas
+from sora_core.diffusion.samplers import SAMPLERS, SamplerError, check_sigmas
 
 from test_pipeline import SIZE, latents_of, tiny_model
 
@@ -108,7 +109,7 @@ def test_huge_cfg_stops_instead_of_a_black_video(model):
 
 
 # ---------------------------------------------------------------------------------------------
-# The Sora Sampler node (sora_core.graph_ops.sample underneath)
+# The Sora Sampler node (comfyui_sora.nodes.graph_ops.sample underneath)
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

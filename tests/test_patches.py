@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sora_core.geometry import GeometryError
-from sora_core.patches import apply_rope, patchify, rope_3d, rope_axis_dims, rope_tables, token_grid, unpatchify
+from sora_core.models.patches import apply_rope, patchify, rope_3d, rope_axis_dims, rope_tables, token_grid, unpatchify
 
 GRIDS = [((1, 8, 8), (1, 2, 2)), ((5, 6, 10), (1, 2, 2)), ((4, 12, 4), (2, 2, 2)), ((3, 5, 7), (1, 1, 1)),
          ((6, 4, 18), (3, 2, 3))]

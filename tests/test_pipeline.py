@@ -4,15 +4,15 @@ import pytest
 import torch
 
 from sora_core import pipeline
-from sora_core.conditions import FrameCondition, image_to_video
+from sora_core.diffusion.conditions import FrameCondition, image_to_video
 from sora_core.configs import ScheduleConfig, dit_preset, replace, text_encoder_preset, vae_preset
-from sora_core.dit import DiT
+from sora_core.models.dit import DiT
 from sora_core.geometry import GeometryError
-from sora_core.flow import sigma_schedule
+from sora_core.diffusion.flow import sigma_schedule
 from sora_core.pipeline import (GenerationDefaults, ModelError, ModelMissingError, SoraModel, encode_prompts,
                                 encode_video, generate, make_noise_grid, model_files, sample_latents)
-from sora_core.text import ByteTextEncoder
-from sora_core.vae import VideoVAE
+from sora_core.models.text import ByteTextEncoder
+from sora_core.models.vae import VideoVAE
 
 SIZE = dict(frames=5, height=16, width=16)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from sora_core import pipeline
-from sora_core.video_io import read_video
+from sora_core.media.video_io import read_video
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from sora_core import comfy_client as cc
+from comfyui_sora.headless import comfy_client as cc
 
 STEPS = int(os.environ.get("SORA_COMFYUI_STEPS", "4"))
 TIMEOUT = float(os.environ.get("SORA_COMFYUI_TIMEOUT", "900"))
@@ -41,7 +41,7 @@ def server_info(client) -> dict:
 @pytest.fixture(scope="module")
 def pack_info() -> dict:
     """/object_info of the pack as loaded here, the way ComfyUI loads it."""
-    from sora_core.workflow import load_pack, object_info_from_classes
+    from comfyui_sora.headless.workflow import load_pack, object_info_from_classes
     pack = load_pack()
     return object_info_from_classes(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS)
 
@@ -75,8 +75,8 @@ def shorten(api: dict, info: dict, cap: int, model_dir: str) -> dict:
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
 def test_workflow_runs_to_a_saved_video(path, client, server_info, tmp_path):
-    from sora_core.video_io import read_video
-    from sora_core.workflow import read_workflow, to_api
+    from sora_core.media.video_io import read_video
+    from comfyui_sora.headless.workflow import read_workflow, to_api
     api = shorten(to_api(read_workflow(path), server_info), server_info, STEPS, MODEL_DIR)
     assert all(node["class_type"] in server_info for node in api.values())
     events = []
@@ -97,9 +97,9 @@ def test_batch_rows_run_on_the_server(comfyui_server, server_info, tmp_path):
     reaching the server (two seeds, two different videos)."""
     import numpy as np
 
-    from sora_core.cli import batch
-    from sora_core.video_io import read_video
-    from sora_core.workflow import read_workflow, to_api
+    from comfyui_sora.headless import batch
+    from sora_core.media.video_io import read_video
+    from comfyui_sora.headless.workflow import read_workflow, to_api
     workflow = Path(__file__).resolve().parent.parent / "workflows" / "text_to_video.json"
     api = to_api(read_workflow(workflow), server_info)
     sampler = next(k for k, n in api.items() if n["class_type"] == "SoraSampler")

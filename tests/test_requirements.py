@@ -22,6 +22,6 @@ def test_lower_bounds_the_code_needs():
     deps = dict(re.match(r"^([A-Za-z0-9_.-]+)(.*)$", d).groups() for d in _pyproject()["dependencies"])
     assert deps["torch"] == ">=2.4"                       # fused AdamW on the CPU (train/common.py)
     assert deps["kornia"] == ">=0.6"                      # kornia.metrics
-    assert "cv2.imreadanimation" in (ROOT / "sora_core" / "video_io.py").read_text()
+    assert "cv2.imreadanimation" in (ROOT / "sora_core" / "media" / "video_io.py").read_text()
     assert deps["opencv-python"] == ">=4.11"              # ... which OpenCV added in 4.11
     assert "hypothesis" in _pyproject()["optional-dependencies"]["test"]

@@ -8,8 +8,8 @@ t = 1 to exactly mu + sd * n at t = 0, so a deterministic sampler's error is mea
 import pytest
 import torch
 
-from sora_core.flow import expand_sigma, sigma_schedule
-from sora_core.samplers import SAMPLERS, SamplerError, check_sigmas, get_sampler
+from sora_core.diffusion.flow import expand_sigma, sigma_schedule
+from sora_core.diffusion.samplers import SAMPLERS, SamplerError, check_sigmas, get_sampler
 
 MU = torch.tensor([0.5, -1.0]).view(1, 2, 1, 1, 1)
 SD = torch.tensor([0.3, 2.0]).view(1, 2, 1, 1, 1)

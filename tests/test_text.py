@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sora_core.configs import replace, text_encoder_preset
-from sora_core.text import BOS, BYTE_OFFSET, EOS, PAD, ByteTextEncoder, TextEncoder, decode_ids
+from sora_core.models.text import BOS, BYTE_OFFSET, EOS, PAD, ByteTextEncoder, TextEncoder, decode_ids
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_satisfies_the_protocol(encoder):
 def test_cut_prompt_warns_with_its_length_and_the_limit(encoder):
     import warnings
 
-    from sora_core.text import PromptTruncatedWarning, prompt_overflow
+    from sora_core.models.text import PromptTruncatedWarning, prompt_overflow
     long = "a red ball bouncing " * 5                                       # 100 bytes; max_len 64 keeps 62
     with pytest.warns(PromptTruncatedWarning, match="the prompt is 100 bytes long but the text encoder reads "
                                                     "at most 62 .64 tokens with BOS and EOS.: it is cut after"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sora_core.cli.train import main
-from sora_core.files import temp_pattern
+from sora_core.media.files import temp_pattern
 from sora_core.train.common import Stopper, load_checkpoint
 from sora_core.train.loop import CHECKPOINT
 from sora_core.train.presets import train_preset
@@ -170,7 +170,7 @@ def test_a_damaged_checkpoint_is_reported_by_name_on_resume(tmp_path, capsys):
 def test_latent_cache_removes_a_killed_savers_temp_and_ignores_a_damaged_file(tmp_path, capsys):
     import torch
 
-    from sora_core.files import _host_tag
+    from sora_core.media.files import _host_tag
     from sora_core.train.latent_cache import LatentCache
     dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True).stdout)

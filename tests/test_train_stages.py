@@ -140,7 +140,7 @@ def test_dit_starts_from_exported_weights_of_the_same_latent_space(tmp_path):
     assert json.loads((tmp_path / "d2" / "run.json").read_text())["inputs"]["init"] == str(tmp_path / "m1")
     # a model from before a path was added (no pooled text): its tensors load, the new path starts fresh
     from sora_core.configs import replace as cfg_replace
-    from sora_core.dit import DiT
+    from sora_core.models.dit import DiT
     from sora_core.weights import read_metadata, save_component
     old_cfg = cfg_replace(exported.cfg, pooled_text=False)
     old = DiT(old_cfg)

@@ -5,7 +5,7 @@ import torch
 
 from sora_core.configs import replace, vae_preset
 from sora_core.geometry import GeometryError
-from sora_core.vae import VideoVAE, chunk_lengths, wan_original_key
+from sora_core.models.vae import VideoVAE, chunk_lengths, wan_original_key
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sora_core.video_io import (
-    VideoIOError, frames_to_tensor, read_video, tensor_to_frames, unique_path, write_image, write_video)
+from sora_core.media.video_io import VideoIOError, frames_to_tensor, read_video, tensor_to_frames, unique_path, write_image, write_video
 
 
 def moving_square(t=9, h=32, w=48, colour=(230, 40, 40)):
@@ -146,7 +145,7 @@ def test_reads_webm(tmp_path):
 @pytest.mark.parametrize("ext,fps", [(".gif", 60), (".gif", 0.001), (".mp4", 0.0001), (".webp", 2000),
                                      (".mp4", float("nan")), (".webp", float("inf"))])
 def test_rates_the_format_cannot_store_are_refused(tmp_path, ext, fps):
-    from sora_core.video_io import FPS_LIMITS, VideoIOError, check_fps
+    from sora_core.media.video_io import FPS_LIMITS, VideoIOError, check_fps
     lo, hi = FPS_LIMITS[ext]
     with pytest.raises(VideoIOError, match=f"fps must be a number in \\[{lo:g}, {hi:g}\\] for a \\{ext} file"):
         write_video(tmp_path / f"x{ext}", moving_square(t=3), fps)

@@ -169,7 +169,7 @@ def test_save_rejects_bad_inputs(tmp_path, cfg):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("kind,cls_path", [("vae", ("sora_core.vae", "VideoVAE")), ("dit", ("sora_core.dit", "DiT"))])
+@pytest.mark.parametrize("kind,cls_path", [("vae", ("sora_core.models.vae", "VideoVAE")), ("dit", ("sora_core.models.dit", "DiT"))])
 def test_real_components_round_trip(tmp_path, monkeypatch, kind, cls_path):
     """The registered classes themselves (tiny presets) through save + load."""
     from sora_core.configs import preset

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from sora_core import executor, workflow
-from sora_core.workflow import WorkflowError
+from comfyui_sora.headless import executor, workflow
+from comfyui_sora.headless.workflow import WorkflowError
 
 
 class MakeNumber:
@@ -346,7 +346,7 @@ def test_long_chains_run_without_recursion():
 
 
 # ---------------------------------------------------------------------------------------------
-# Save prefixes (sora_core.outputs): file names stay inside the output folder and printable
+# Save prefixes (sora_core.media.outputs): file names stay inside the output folder and printable
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("prefix, message", [
@@ -358,7 +358,7 @@ def test_long_chains_run_without_recursion():
     ("C:\\x", "not absolute"), (5, "must be a string"),
 ])
 def test_save_prefixes_that_would_escape_or_break_names_are_refused(tmp_path, prefix, message):
-    from sora_core import outputs
+    from sora_core.media import outputs
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(outputs.OutputPathError, match=message):
@@ -367,6 +367,6 @@ def test_save_prefixes_that_would_escape_or_break_names_are_refused(tmp_path, pr
 
 
 def test_save_prefix_with_unicode_and_subfolders_is_kept(tmp_path):
-    from sora_core import outputs
+    from sora_core.media import outputs
     path = outputs.numbered_output(tmp_path, " sora\\vidéo 鳥 ", ".mp4")
     assert path == tmp_path.resolve() / "sora" / "vidéo 鳥_00001.mp4"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sora_core import executor, video_io, workflow
-from sora_core.cli import main as sora
+from comfyui_sora.headless import executor, workflow
+from sora_core.media import video_io
+from comfyui_sora.headless.cli import main as sora
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
@@ -23,9 +24,9 @@ REQUIRED = {"text_to_video", "text_to_image", "image_to_video", "extend_backward
 def tiny_model(tmp_path_factory):
     """A tiny random model (default geometry: temporal factor 4, spatial 4, patch 1x2x2) on disk."""
     from sora_core import configs, pipeline
-    from sora_core.dit import DiT
-    from sora_core.text import ByteTextEncoder
-    from sora_core.vae import VideoVAE
+    from sora_core.models.dit import DiT
+    from sora_core.models.text import ByteTextEncoder
+    from sora_core.models.vae import VideoVAE
     torch.manual_seed(0)
     model = pipeline.SoraModel(VideoVAE(configs.vae_preset("tiny4")),
                                ByteTextEncoder(configs.text_encoder_preset("tiny")), DiT(configs.dit_preset("tiny")))

@@ -1,8 +1,11 @@
-"""The ``sora`` command line: one subcommand per module of this package.
+"""The ``sora`` command line: one subcommand per module.
 
-Each module defines ``register(subparsers)``, which adds its parser and sets ``func`` to a callable
-taking the parsed arguments and returning an exit code. Modules import torch lazily so that
-``sora --help`` stays fast.
+Each command module defines ``register(subparsers)``, which adds its parser and sets ``func`` to a
+callable taking the parsed arguments and returning an exit code. Modules import torch lazily so that
+``sora --help`` stays fast. This package holds the core's commands (``generate``, ``train``,
+``eval``); the node pack adds the ones that run its graphs (``run``, ``export-api``, ``batch``, in
+``headless/``) by calling ``main(argv, extra=[...])``: the installed ``sora`` script is the pack's
+``headless.cli.main``; ``sora_core.cli.main`` alone offers the core's commands.
 
 Exit codes: 0 success, 2 a user error (printed without a traceback), 130 interrupted by Ctrl-C,
 143 stopped by SIGTERM. SIGTERM is handled like Ctrl-C (a ``KeyboardInterrupt`` is raised in the
@@ -20,10 +23,12 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
-# subcommand modules, in the order ``sora --help`` lists them
-COMMANDS = ["generate", "train", "eval", "run", "batch"]
+# the core's subcommand modules, in the order ``sora --help`` lists them
+COMMANDS = ["generate", "train", "eval"]
 EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 
 # (lowest, highest, lowest excluded) of the sampling options; None = the model's value
@@ -63,7 +68,7 @@ def check_sampling_args(args) -> None:
     for name, (lo, hi, lo_open) in SAMPLING_RANGES.items():
         check_range(name, getattr(args, name), lo, hi, lo_open=lo_open)
     if args.sampler is not None:
-        from ..samplers import SAMPLERS, SamplerError
+        from ..diffusion.samplers import SAMPLERS, SamplerError
         if args.sampler not in SAMPLERS:
             raise SamplerError(f"--sampler {args.sampler!r} is unknown; allowed: {', '.join(SAMPLERS)}")
 
@@ -109,12 +114,13 @@ def check_writable_folder(folder: str | os.PathLike, option: str) -> None:
 # Entry point
 # ---------------------------------------------------------------------------------------------
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra: Sequence[ModuleType] = ()) -> argparse.ArgumentParser:
+    """The ``sora`` parser: the core's commands, then those of the ``extra`` command modules."""
     parser = argparse.ArgumentParser(
         prog="sora", description="Sora-style video generation with a small default model that runs on a CPU.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(sub)
+    for module in [importlib.import_module(f"{__name__}.{name}") for name in COMMANDS] + list(extra):
+        module.register(sub)
     return parser
 
 
@@ -135,8 +141,9 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: list[str] | None = None, extra: Sequence[ModuleType] = ()) -> int:
+    """Parse ``argv`` and run the command; returns the exit code (see the module docstring)."""
+    parser = build_parser(extra)
     args = parser.parse_args(argv)
     try:
         with sigterm_as_interrupt():

@@ -132,8 +132,8 @@ def _settings(args, extra: dict) -> dict:
 
 def run(args) -> int:
     _check_args(args)
-    from ..world.evaluate import TASKS, read_prompt_file, score_folder, world_prompt_set
-    from ..world.report import prepare_out_dir, write_report
+    from ..evaluation.evaluate import TASKS, read_prompt_file, score_folder, world_prompt_set
+    from ..evaluation.report import prepare_out_dir, write_report
     progress = not args.no_progress
     if args.videos:
         entries = read_prompt_file(args.prompts, need_file=True)
@@ -141,7 +141,7 @@ def run(args) -> int:
         out = prepare_out_dir(args.out)
         extra = {"videos": args.videos, "prompts": args.prompts, "clips": len(results)}
     else:
-        from ..world.eval_tasks import RunSettings, evaluate_generated
+        from ..evaluation.tasks import RunSettings, evaluate_generated
         seeds, strengths = parse_seeds(args.seeds), parse_strengths(args.strengths)
         tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
         unknown = [t for t in tasks if t not in TASKS]

@@ -79,7 +79,7 @@ class Request:
 
 def _check_output(out: str) -> Path:
     """The --out path: a video extension, in a folder that exists (or can be made) and is writable."""
-    from ..video_io import WRITE_EXTS
+    from ..media.video_io import WRITE_EXTS
     path = Path(out)
     if path.suffix.lower() not in WRITE_EXTS:
         raise CLIError(f"--out {out!r}: unknown video extension {path.suffix or '(none)'!r}; "
@@ -103,7 +103,7 @@ def _check_args(args) -> None:
 
 def _check_fps(fps: float, out: Path) -> None:
     """The frame rate must be one the output format can store (see video_io.FPS_LIMITS)."""
-    from ..video_io import VideoIOError, check_fps
+    from ..media.video_io import VideoIOError, check_fps
     try:
         check_fps(fps, out.suffix.lower())
     except VideoIOError as e:
@@ -124,7 +124,7 @@ def _check_model(model: str | None) -> Path:
 
 def warn_long_prompts(spec, **prompts: str) -> None:
     """Print a warning on stderr for each prompt the text encoder will cut (``name=text``)."""
-    from ..text import prompt_overflow
+    from ..models.text import prompt_overflow
     for name, text in prompts.items():
         message = prompt_overflow(text, spec.text_encoder.max_len)
         if message is not None:
@@ -132,7 +132,7 @@ def warn_long_prompts(spec, **prompts: str) -> None:
 
 
 def _read_image(path: str):
-    from ..video_io import read_video
+    from ..media.video_io import read_video
     p = Path(path)
     if p.is_dir():
         raise CLIError(f"--image {path!r} is a folder; --image takes one image file (.png, .jpg, ...)")
@@ -171,9 +171,9 @@ def _fit_image(image, height: int, width: int):
 
 def validate(args, spec) -> Request:
     """Check every argument against the model's configs ``spec`` (a pipeline.ModelSpec)."""
-    from ..flow import check_cfg, check_shift
+    from ..diffusion.flow import check_cfg, check_shift
     from ..geometry import frames_for_seconds
-    from ..samplers import get_sampler
+    from ..diffusion.samplers import get_sampler
     _check_args(args)
     out = _check_output(args.out)
     fps = spec.defaults.fps if args.fps is None else args.fps
@@ -204,7 +204,7 @@ def validate(args, spec) -> Request:
 
 def _expand(prompt: str, seed: int, req: Request) -> str:
     """The world's prompt expansion for this grid (scaled up to the world's smallest frame, same aspect)."""
-    from ..world.expand import expand_prompt
+    from ..prompts.expand import expand_prompt
     up = max(1.0, 16 / min(req.width, req.height))
     return expand_prompt(prompt, seed, width=round(req.width * up), height=round(req.height * up),
                          frames=req.frames, fps=req.fps)
@@ -225,11 +225,11 @@ def run(args) -> int:
 
     import torch
 
-    from ..conditions import image_to_video
-    from ..files import remove_orphan_temps_of
+    from ..diffusion.conditions import image_to_video
+    from ..media.files import remove_orphan_temps_of
     from ..pipeline import ModelSpec, SoraModel, generate
-    from ..text import PromptTruncatedWarning
-    from ..video_io import frames_to_tensor, tensor_to_frames, write_video
+    from ..models.text import PromptTruncatedWarning
+    from ..media.video_io import frames_to_tensor, tensor_to_frames, write_video
 
     _check_args(args)
     _check_output(args.out)                     # user errors first, then the model's files

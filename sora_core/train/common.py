@@ -23,8 +23,8 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..files import atomic_write, remove_orphan_temps
-from ..files import write_text as atomic_write_text
+from ..media.files import atomic_write, remove_orphan_temps
+from ..media.files import write_text as atomic_write_text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def plot_loss(records: list[dict], png: str | Path, keys: tuple[str, ...] = ("lo
     """Loss curves (log axis) from log records as a PNG, replaced atomically (opencv figures)."""
     import cv2
 
-    from ..world.figures import line_plot
+    from ..evaluation.figures import line_plot
     series = {}
     for k in keys:
         pts = [(r["step"], r[k]) for r in records if r.get(k) is not None]

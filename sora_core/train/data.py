@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..video_io import frames_to_tensor
+from ..media.video_io import frames_to_tensor
 from .buckets import Bucket, BucketTable
 from .common import step_seed
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..video_io import tensor_to_frames
+from ..media.video_io import tensor_to_frames
 from .buckets import BucketTable
 from .common import autocast, step_generator, step_seed
 from .data import WorldClips
@@ -194,8 +194,8 @@ class DiTTrainer(StageTrainer):
 
     def build(self) -> None:
         from ..configs import dit_preset, text_encoder_preset
-        from ..dit import DiT
-        from ..text import ByteTextEncoder
+        from ..models.dit import DiT
+        from ..models.text import ByteTextEncoder
         p = self.preset
         self.vae, self.vae_cfg, self.vae_id = self._load_vae()
         self.dit_cfg, self.text_cfg = dit_preset(p.dit), text_encoder_preset(p.text_encoder)
@@ -233,7 +233,7 @@ class DiTTrainer(StageTrainer):
     def _load_vae(self):
         """The frozen VAE and an id of its latent space (encoder weights + statistics)."""
         from ..configs import vae_preset
-        from ..vae import VideoVAE
+        from ..models.vae import VideoVAE
         from ..weights import load_component
         path = self.vae_path or self.preset.vae_weights
         if path is None:
@@ -334,7 +334,7 @@ class DiTTrainer(StageTrainer):
         return frames
 
     def _encode_pool_entry(self, key, bucket) -> torch.Tensor:
-        from ..video_io import frames_to_tensor
+        from ..media.video_io import frames_to_tensor
         return self.encode(frames_to_tensor(self._render_pool_entry(key, bucket))[None])[0]
 
     # -- the loss -------------------------------------------------------------------------------------

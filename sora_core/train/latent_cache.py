@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..files import atomic_write, remove_orphan_temps
+from ..media.files import atomic_write, remove_orphan_temps
 
 
 class LatentCache:

@@ -99,7 +99,7 @@ class CaptionReader(nn.Module):
         self.head = nn.Linear(text_encoder.out_dim, num_labels)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        from ..dit import pooled_text
+        from ..models.dit import pooled_text
         return self.head(pooled_text(self.text_encoder(ids, mask), mask))
 
 
@@ -116,7 +116,7 @@ class TextTrainer(StageTrainer):
 
     def build(self) -> None:
         from ..configs import text_encoder_preset
-        from ..text import ByteTextEncoder
+        from ..models.text import ByteTextEncoder
         p = self.preset
         self.text_cfg = text_encoder_preset(p.text_encoder)
         self.names, self.groups = label_space()

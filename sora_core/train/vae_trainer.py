@@ -104,7 +104,7 @@ class VAETrainer(StageTrainer):
 
     def build(self) -> None:
         from ..configs import replace, vae_preset
-        from ..vae import VideoVAE
+        from ..models.vae import VideoVAE
         p = self.preset
         path = self.init_path or p.init_weights
         if path:                       # continue from trained weights (keeping their latent statistics)
@@ -249,7 +249,7 @@ class VAETrainer(StageTrainer):
         The statistics are measured here when the encoder was trained, else kept from the init file.
         """
         from ..configs import replace
-        from ..vae import VideoVAE
+        from ..models.vae import VideoVAE
         from ..weights import save_component
         out = check_export_dir(out_dir, self.export_names, overwrite) / self.export_names[0]
         ema, cfg = self.ema_module(), self.cfg

@@ -30,8 +30,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .configs import VAEConfig
-from .geometry import GeometryError, check_frames, check_size, pixel_frames
+from ..configs import VAEConfig
+from ..geometry import GeometryError, check_frames, check_size, pixel_frames
 from .vae_blocks import CL3D, CausalConv3d, Decoder3d, Encoder3d, FeatureCache
 
 # Work per chunk: at most this many pixel positions (B * T * H * W) go through the encoder or the

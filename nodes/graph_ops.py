@@ -16,10 +16,12 @@ from typing import Callable, Sequence
 import torch
 from einops import rearrange, repeat
 
-from . import budget, clips, conditions, geometry, pipeline
-from .flow import TextCond, make_noise, sigma_schedule
-from .samplers import get_sampler
-from .weights import load_component
+from sora_core import budget, geometry, pipeline
+from sora_core.media import clips
+from sora_core.diffusion import conditions
+from sora_core.diffusion.flow import TextCond, make_noise, sigma_schedule
+from sora_core.diffusion.samplers import get_sampler
+from sora_core.weights import load_component
 
 DTYPES = {"auto": "auto", "float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sora_core.executor import convert_value, types_match
-from sora_core.workflow import WIDGET_TYPES, WorkflowError, combo_choices, ordered_inputs, spec_options, spec_type
+from .executor import convert_value, types_match
+from .workflow import WIDGET_TYPES, WorkflowError, combo_choices, ordered_inputs, spec_options, spec_type
 
 LINK = "@link"
 INT_TEXT = re.compile(r"[+-]?\d{1,40}", re.ASCII)

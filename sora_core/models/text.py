@@ -20,7 +20,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .configs import ConfigError, TextEncoderConfig
+from ..configs import ConfigError, TextEncoderConfig
 
 PAD, BOS, EOS, BYTE_OFFSET = 0, 1, 2, 3
 

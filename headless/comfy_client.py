@@ -37,7 +37,7 @@ from typing import Callable
 
 import websocket
 
-from .files import write_bytes
+from sora_core.media.files import write_bytes
 
 # ======================================================================================== errors
 

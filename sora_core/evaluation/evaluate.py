@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics as M
-from . import vocab as V
+from ..world import metrics as M
+from ..world import vocab as V
 from .figures import contact_sheet
 
 TASKS = ("t2v", "i2v", "extend", "loop", "sdedit", "connect", "vae")
@@ -97,7 +97,7 @@ def _pair(v) -> tuple[int, int]:
 
 def _checked_entry(e: PromptEntry) -> PromptEntry:
     """Task and prompt validation shared by every format."""
-    from .expand import parse_prompt
+    from ..prompts.expand import parse_prompt
     if e.task not in TASKS:
         raise ValueError(f"task {e.task!r} is unknown; allowed: {', '.join(TASKS)}")
     if e.strength is not None and not 0 < e.strength <= 1:
@@ -179,8 +179,8 @@ def world_prompt_set(name: str = "world", count: int = 100, seed: int = 0, width
     """``count`` prompts sampled from the world with fixed seeds: the short caption of a random
     scene (``world``: 1 to 3 objects and any event; ``world-single``: one object, no event). The
     scenes come from a seed sequence of their own, (``seed``, i), apart from training's int seeds."""
-    from .captions import short_caption
-    from .scene import sample_scene
+    from ..world.captions import short_caption
+    from ..world.scene import sample_scene
     if name not in PROMPT_SETS:
         raise ValueError(f"prompt set {name!r} is unknown; allowed: {', '.join(PROMPT_SETS)}")
     if count < 1:
@@ -246,9 +246,9 @@ def score_clip(frames: np.ndarray, fps: float, entry: PromptEntry, name: str, *,
     """Analyse ``frames`` (T, H, W, 3) and score them against ``entry.prompt`` (or ``expected``:
     a SceneSpec / SceneDescription): prompt adherence, temporal flicker, object permanence and
     identity drift, plus the task metrics given in ``extra``."""
-    from .captioner import analyze
-    from .captions import long_caption
-    from .expand import parse_prompt
+    from ..world.captioner import analyze
+    from ..world.captions import long_caption
+    from ..prompts.expand import parse_prompt
     analysis = analyze(frames, fps)
     notes = []
     parsed = parse_prompt(entry.prompt)
@@ -271,7 +271,7 @@ def score_clip(frames: np.ndarray, fps: float, entry: PromptEntry, name: str, *,
 # ---------------------------------------------------------------------------------------------
 
 def _read_source(folder: Path, entry: PromptEntry, where: str):
-    from ..video_io import read_video
+    from ..media.video_io import read_video
     if not entry.source:
         raise PromptFileError(f"{where}: task {entry.task} needs a 'source' field (the original video or image)")
     return read_video(folder / entry.source)[0]
@@ -310,7 +310,7 @@ def score_folder(folder: str | os.PathLike, entries: list[PromptEntry], progress
     """Score the videos of ``folder`` listed in ``entries`` (a missing video is an error naming
     its line). Shows a tqdm progress bar."""
     from tqdm import tqdm
-    from ..video_io import read_video
+    from ..media.video_io import read_video
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no such folder of videos: {folder}")

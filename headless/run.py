@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import CLIError, check_writable_folder
+from sora_core.cli import CLIError, check_writable_folder
 
 
 def register(subparsers) -> None:
@@ -50,7 +50,7 @@ def register(subparsers) -> None:
 
 def _prepare(args) -> tuple[object, dict, dict]:
     """(pack module, UI-or-API workflow, API prompt with overrides applied)."""
-    from .. import workflow
+    from . import workflow
     pack = workflow.load_pack()
     data = workflow.read_workflow(args.workflow)
     info = workflow.object_info_from_classes(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS)
@@ -68,7 +68,7 @@ def _prepare(args) -> tuple[object, dict, dict]:
 
 
 def _write_new(path: Path, text: str) -> Path:
-    from ..files import write_text
+    from sora_core.media.files import write_text
     return write_text(path, text, overwrite=False)
 
 
@@ -100,7 +100,7 @@ def _report(results: dict, api: dict, folders: dict) -> list[Path]:
 
 
 def cmd_run(args) -> int:
-    from .. import executor
+    from . import executor
     check_writable_folder(args.out, "out")   # a missing / folder workflow: read_workflow names it
     pack, data, api = _prepare(args)
     host = pack.nodes.host

@@ -24,9 +24,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field, replace
 
-from . import vocab as V
-from .captions import long_caption
-from .scene import BackgroundSpec, ObjectRequest, SceneSpec, as_rng, sample_scene
+from ..world import vocab as V
+from ..world.captions import long_caption
+from ..world.scene import BackgroundSpec, ObjectRequest, SceneSpec, as_rng, sample_scene
 
 
 class UnknownWordsError(ValueError):

@@ -1,7 +1,7 @@
 """Generate-and-score runs of ``sora eval --generate``: one function per task.
 
 Each task takes the model, a prompt entry and a seed, generates with ``sora_core.pipeline`` (frame
-conditions from ``sora_core.conditions`` where the task needs given frames), and returns scored
+conditions from ``sora_core.diffusion.conditions`` where the task needs given frames), and returns scored
 clips with the video they scored. Given frames come from the world: the prompt's scene
 (``expand.prompt_to_scene(prompt, seed)``, or the built-in prompt's own scene) rendered at the
 output size, so every task has a ground truth.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import metrics as M
+from ..world import metrics as M
 from .evaluate import ClipResult, PromptEntry, score_clip
 
 SDEDIT_STRENGTHS = (0.25, 0.5, 0.75)
@@ -62,8 +62,8 @@ def _grid(model, s: RunSettings) -> tuple[int, int, int, float]:
 
 def truth_frames(model, entry: PromptEntry, seed: int, s: RunSettings, variant: int = 0) -> np.ndarray:
     """The ground-truth clip of a prompt at the run's size: uint8 (T, H, W, 3)."""
-    from .expand import prompt_to_scene
-    from .render import render
+    from ..prompts.expand import prompt_to_scene
+    from ..world.render import render
     frames, height, width, fps = _grid(model, s)
     spec = entry.spec
     if spec is None or variant or (spec.width, spec.height, spec.frames) != (width, height, frames):
@@ -73,7 +73,7 @@ def truth_frames(model, entry: PromptEntry, seed: int, s: RunSettings, variant: 
 
 def _generate(model, entry: PromptEntry, seed: int, s: RunSettings, **kw) -> np.ndarray:
     from ..pipeline import generate
-    from ..video_io import tensor_to_frames
+    from ..media.video_io import tensor_to_frames
     frames, height, width, _ = _grid(model, s)
     plan = kw.pop("plan", None)
     result = generate(model, entry.prompt, frames=frames, height=height, width=width, steps=s.steps,
@@ -83,7 +83,7 @@ def _generate(model, entry: PromptEntry, seed: int, s: RunSettings, **kw) -> np.
 
 
 def _tensor(frames: np.ndarray):
-    from ..video_io import frames_to_tensor
+    from ..media.video_io import frames_to_tensor
     return frames_to_tensor(frames)
 
 
@@ -102,14 +102,14 @@ def task_t2v(model, entry, seed, s):
 
 
 def task_i2v(model, entry, seed, s):
-    from ..conditions import image_to_video
+    from ..diffusion.conditions import image_to_video
     truth = truth_frames(model, entry, seed, s)
     out = _generate(model, entry, seed, s, plan=image_to_video(model.vae, _tensor(truth[:1]).to(model.device)))
     return TaskRun([_scored(model, entry, seed, "i2v", out, {"first_frame_psnr": M.first_frame_psnr(truth[0], out)})])
 
 
 def task_extend(model, entry, seed, s):
-    from ..conditions import extend_forward
+    from ..diffusion.conditions import extend_forward
     truth = truth_frames(model, entry, seed, s)
     out = _generate(model, entry, seed, s, plan=extend_forward(model.vae, _tensor(truth).to(model.device)))
     return TaskRun([_scored(model, entry, seed, "extend", out,
@@ -117,7 +117,7 @@ def task_extend(model, entry, seed, s):
 
 
 def task_loop(model, entry, seed, s):
-    from ..conditions import loop
+    from ..diffusion.conditions import loop
     frames, ft = _grid(model, s)[0], int(model.spec.vae.temporal_factor)
     if frames < 1 + 2 * ft:
         raise ValueError(f"the loop task needs at least {1 + 2 * ft} frames (the loop drops {ft} of them: "
@@ -141,7 +141,7 @@ def task_sdedit(model, entry, seed, s):
 
 
 def task_connect(model, entry, seed, s):
-    from ..conditions import connect
+    from ..diffusion.conditions import connect
     a = truth_frames(model, entry, seed, s)
     b = truth_frames(model, entry, seed, s, variant=1)
     out = _generate(model, entry, seed, s, plan=connect(model.vae, _tensor(a).to(model.device),
@@ -154,7 +154,7 @@ def task_connect(model, entry, seed, s):
 
 def task_vae(model, entry, seed, s):
     from ..pipeline import decode_latents, encode_video
-    from ..video_io import tensor_to_frames
+    from ..media.video_io import tensor_to_frames
     truth = truth_frames(model, entry, seed, s)
     recon = tensor_to_frames(decode_latents(model, encode_video(model, _tensor(truth)))[0])
     extra = {"psnr": M.reconstruction_psnr(truth, recon), "ssim": M.reconstruction_ssim(truth, recon)}
@@ -175,7 +175,7 @@ def evaluate_generated(model, entries: list[PromptEntry], seeds: list[int], task
     return the scored clips (in prompt, seed, task order). The scores are of the generated frames
     themselves, before video compression."""
     from tqdm import tqdm
-    from ..video_io import write_video
+    from ..media.video_io import write_video
     unknown = [t for t in tasks if t not in TASK_FUNCTIONS]
     if unknown:
         raise ValueError(f"unknown task(s) {', '.join(unknown)}; allowed: {', '.join(TASK_FUNCTIONS)}")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .geometry import GeometryError, is_valid_frames, valid_frames_near
+from ..geometry import GeometryError, is_valid_frames, valid_frames_near
 
 
 class ClipError(ValueError):

@@ -12,9 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .workflow import (CONTROL_VALUES, MODE_BYPASS, MODE_NEVER, VIRTUAL_TYPES, WorkflowError, check_depth,
-                       has_control_widget, is_ui_format, is_widget, ordered_inputs, short, spec_options,
-                       spec_type)
+from .workflow import CONTROL_VALUES, MODE_BYPASS, MODE_NEVER, VIRTUAL_TYPES, WorkflowError, check_depth, has_control_widget, is_ui_format, is_widget, ordered_inputs, short, spec_options, spec_type
 
 
 def _plain(value: Any, limit: int = 60) -> str:

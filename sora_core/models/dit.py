@@ -47,7 +47,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from . import kernels
-from .configs import DiTConfig
+from ..configs import DiTConfig
 from .patches import apply_rope, rope_tables, token_grid, unpatchify
 
 KERNELS = ("fused", "plain")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import unique_path, write_text
+from ..media.files import unique_path, write_text
 from . import figures as F
-from .metrics import METRICS, metric_info
+from ..world.metrics import METRICS, metric_info
 
 SHEETS_PER_FIGURE = 6
 

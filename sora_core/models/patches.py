@@ -18,7 +18,7 @@ from functools import lru_cache
 import torch
 from einops import rearrange
 
-from .geometry import GeometryError
+from ..geometry import GeometryError
 
 Grid = tuple[int, int, int]
 

@@ -50,10 +50,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from sora_core import comfy_client as cc
+from . import comfy_client as cc
 from sora_core.cli import CLIError
-from sora_core.cli.batch_rows import Row, apply_row, read_rows, set_row
-from sora_core.workflow import WorkflowError, read_workflow, to_api
+from .batch_rows import Row, apply_row, read_rows, set_row
+from .workflow import WorkflowError, read_workflow, to_api
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

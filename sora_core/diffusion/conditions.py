@@ -38,7 +38,7 @@ from typing import Sequence
 import torch
 from einops import rearrange, repeat
 
-from .clips import crossfade
+from ..media.clips import crossfade
 from .flow import Denoiser, add_noise, expand_sigma, sdedit_start_sigma
 
 
