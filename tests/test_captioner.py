@@ -7,7 +7,7 @@ import pytest
 
 from sora_core.world import vocab as V
 from sora_core.world.captioner import analyze, caption
-from sora_core.prompts.expand import parse_prompt
+from sora_core.world.prompt_parse import parse_prompt
 from sora_core.world.render import render
 from sora_core.world.scene import (BackgroundSpec, EventSpec, ObjectRequest, ObjectSpec, SceneSpec,
                                    occluder_span, sample_scene, trajectory)

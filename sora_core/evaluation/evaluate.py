@@ -97,7 +97,7 @@ def _pair(v) -> tuple[int, int]:
 
 def _checked_entry(e: PromptEntry) -> PromptEntry:
     """Task and prompt validation shared by every format."""
-    from ..prompts.expand import parse_prompt
+    from ..world.prompt_parse import parse_prompt
     if e.task not in TASKS:
         raise ValueError(f"task {e.task!r} is unknown; allowed: {', '.join(TASKS)}")
     if e.strength is not None and not 0 < e.strength <= 1:
@@ -248,7 +248,7 @@ def score_clip(frames: np.ndarray, fps: float, entry: PromptEntry, name: str, *,
     identity drift, plus the task metrics given in ``extra``."""
     from ..world.captioner import analyze
     from ..world.captions import long_caption
-    from ..prompts.expand import parse_prompt
+    from ..world.prompt_parse import parse_prompt
     analysis = analyze(frames, fps)
     notes = []
     parsed = parse_prompt(entry.prompt)

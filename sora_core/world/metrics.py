@@ -268,7 +268,7 @@ class Expected:
     def of(cls, truth) -> "Expected":
         """From a SceneSpec, a SceneDescription, a PromptParse or a prompt string."""
         from .captions import SceneDescription, describe
-        from ..prompts.expand import PromptParse, parse_prompt
+        from .prompt_parse import PromptParse, parse_prompt
         from .scene import SceneSpec
         if isinstance(truth, str):
             truth = parse_prompt(truth)
