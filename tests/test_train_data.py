@@ -11,9 +11,9 @@ from sora_core.geometry import GeometryError
 from sora_core.train.buckets import BucketTable
 from sora_core.train.common import EMA, load_checkpoint, lr_at, save_checkpoint
 from sora_core.train.data import WorldClips, scene_spec
-from sora_core.train.dit_trainer import condition_mask, condition_masks, flow_pair, masked_mse, object_latent_mask, sample_t
+from sora_core.train.dit_trainer import condition_mask, condition_masks, masked_mse, object_latent_mask, sample_t
 from sora_core.train.presets import train_preset
-from sora_core.train.vae_trainer import parse_bucket
+from sora_core.train.shared import flow_pair, parse_bucket
 from sora_core.world.scene import sample_scene
 
 

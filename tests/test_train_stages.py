@@ -15,11 +15,12 @@ import torch
 from conftest import train_tiny_model
 from sora_core.train.common import load_checkpoint
 from sora_core.train.data import WorldClips
-from sora_core.train.dit_trainer import DiTTrainer, TextContextCache
+from sora_core.train.dit_trainer import DiTTrainer
 from sora_core.train.loop import CHECKPOINT
 from sora_core.train.presets import train_preset
 from sora_core.train.text_trainer import TextTrainer, label_space, scene_labels
-from sora_core.train.vae_trainer import VAETrainer, encoder_id
+from sora_core.train.shared import TextContextCache, encoder_id
+from sora_core.train.vae_trainer import VAETrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -247,7 +248,7 @@ def test_pretrained_text_encoder_reads_captions_and_stays_frozen_in_the_dit_stag
 def test_exported_statistics_normalise_latents_when_training_continues_from_trained_weights(tmp_path):
     """A run started from a VAE that already has latent statistics (stage 2 of the default recipe)
     must export raw-space statistics: the exported VAE's latents are ~N(0, 1) per channel."""
-    from sora_core.train.vae_trainer import parse_bucket
+    from sora_core.train.shared import parse_bucket
     from sora_core.weights import load_component
     first = VAETrainer(train_preset("vae", "tiny"), tmp_path / "a", progress=False)
     first.fit(steps=2)

@@ -10,20 +10,20 @@ descriptive ones and are dropped to the empty prompt for classifier-free guidanc
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..diffusion.flow import shift_sigmas
 from ..media.video_io import tensor_to_frames
 from .buckets import BucketTable
 from .common import autocast, step_generator, step_seed
 from .data import WorldClips
 from .latent_cache import LatentCache
 from .loop import StageTrainer, check_export_dir
-from .vae_trainer import encoder_id, parse_bucket, resolve_weights
+from .shared import TextContextCache, encoder_id, flow_pair, parse_bucket, resolve_weights, trained_pair_paths
 
 
 # ---------------------------------------------------------------------------------------------
@@ -32,9 +32,10 @@ from .vae_trainer import encoder_id, parse_bucket, resolve_weights
 
 def sample_t(n: int, generator: torch.Generator, mean: float = 0.0, std: float = 1.0,
              shift: float = 1.0) -> torch.Tensor:
-    """(n,) flow times in (0, 1): logit-normal, then sigma' = shift*s / (1 + (shift - 1) s)."""
+    """(n,) flow times in (0, 1): logit-normal, then the resolution shift ``flow.shift_sigmas``
+    (shift*s / (1 + (shift - 1) s)); ``shift`` must be a finite number > 0."""
     s = torch.sigmoid(mean + std * torch.randn(n, generator=generator))
-    return shift * s / (1.0 + (shift - 1.0) * s)
+    return shift_sigmas(s, shift)
 
 
 def condition_mask(kind: str, frames: int, rng: np.random.Generator) -> np.ndarray:
@@ -73,15 +74,6 @@ def condition_masks(probs: dict, n: int, frames: int, rng: np.random.Generator) 
     return torch.from_numpy(np.stack([condition_mask(k, frames, rng) for k in kinds])), kinds
 
 
-def flow_pair(x0: torch.Tensor, noise: torch.Tensor, t_frames: torch.Tensor):
-    """x_t = (1 - t) x0 + t noise per latent frame, and the target v = noise - x0.
-
-    x0, noise: (B, C, T, H, W); t_frames: (B, T).
-    """
-    t = t_frames[:, None, :, None, None].to(x0.dtype)
-    return (1.0 - t) * x0 + t * noise, noise - x0
-
-
 def masked_mse(v: torch.Tensor, target: torch.Tensor, free: torch.Tensor,
                weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error over the free latent frames only; ``free`` (B, T) bool. ``weight``
@@ -109,23 +101,6 @@ def object_latent_mask(frames: np.ndarray, spatial: int, temporal: int, grow: in
     return m[0, 0]
 
 
-def trained_pair_paths(source: str, vae_id: str, what: str) -> tuple[Path, Path]:
-    """(dit.safetensors, text_encoder.safetensors) of an exported pair in folder ``source`` ("shipped" =
-    the default model), checked to exist and to come from the latent space ``vae_id``; ``what`` names
-    the option in the errors (e.g. "--init runs/x")."""
-    from ..weights import read_metadata
-    folder = Path(__file__).resolve().parents[1] / "default_model" if source == "shipped" else Path(source)
-    paths = (folder / "dit.safetensors", folder / "text_encoder.safetensors")
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{what}: missing {', '.join(missing)}")
-    trained_on = read_metadata(paths[0]).get("vae_id")
-    if trained_on is not None and trained_on != vae_id:
-        raise ValueError(f"{what}: the DiT was trained on the latent space of VAE encoder {trained_on}, but "
-                         f"this run's VAE encoder is {vae_id}; pass the matching VAE")
-    return paths
-
-
 class FlowModel(nn.Module):
     """The trainable pair: text encoder + DiT. ``forward(x_t, t (B, T), ids, mask) -> v``; with
     ``context`` (text features already computed, e.g. by a frozen encoder) ``ids`` is not read."""
@@ -136,45 +111,6 @@ class FlowModel(nn.Module):
 
     def forward(self, x_t, t, ids, mask, context=None):
         return self.dit(x_t, t, self.text_encoder(ids, mask) if context is None else context, mask)
-
-
-class TextContextCache:
-    """Features of a frozen text encoder per caption, computed once (the pool repeats its captions;
-    a descriptive caption is up to ~300 bytes, and encoding the batch's captions cost a quarter of a
-    training step). Each caption is encoded alone, so its features do not depend on which batch or
-    padding it first came with, and a resumed run gets the same values. At most ``max_entries``
-    captions are kept, the least recently used dropped first (a run drawing fresh scenes rarely
-    repeats a descriptive caption, but its short captions recur)."""
-
-    def __init__(self, text_encoder: nn.Module, device, bf16: bool, max_entries: int = 16384):
-        if max_entries < 1:
-            raise ValueError(f"max_entries={max_entries} must be >= 1")
-        self.text_encoder, self.device, self.bf16, self.max_entries = text_encoder, device, bf16, max_entries
-        self.entries: OrderedDict[str, torch.Tensor] = OrderedDict()
-
-    @torch.no_grad()
-    def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(context (B, L, D) float32 zero-padded, mask (B, L) bool) for ``captions``."""
-        rows = []
-        for c in captions:
-            if c in self.entries:
-                self.entries.move_to_end(c)
-            else:
-                ids, mask = self.text_encoder.tokenize([c])
-                with autocast(self.device, self.bf16):
-                    self.entries[c] = self.text_encoder(ids.to(self.device), mask.to(self.device))[0].cpu()
-                while len(self.entries) > self.max_entries:
-                    self.entries.popitem(last=False)
-            rows.append(self.entries[c])
-        n = max(r.shape[0] for r in rows)
-        context = torch.zeros(len(rows), n, rows[0].shape[1], dtype=torch.float32)
-        mask = torch.zeros(len(rows), n, dtype=torch.bool)
-        for i, r in enumerate(rows):
-            context[i, : r.shape[0]], mask[i, : r.shape[0]] = r, True
-        return context.to(self.device), mask.to(self.device)
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ held-out clips go into the config, so the shipped VAE yields normalised latents.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
@@ -16,10 +15,11 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .buckets import Bucket, BucketTable
+from .buckets import BucketTable
 from .common import autocast, step_generator, step_seed
 from .data import WorldClips
 from .loop import StageTrainer, check_export_dir
+from .shared import TextContextCache, encoder_id, flow_pair, parse_bucket, resolve_weights, trained_pair_paths
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,15 +56,6 @@ def random_crop(video: torch.Tensor, size: int | None, rng) -> torch.Tensor:
     tops = rng.integers(0, H - size_h + 1, size=len(video))
     lefts = rng.integers(0, W - size_w + 1, size=len(video))
     return torch.stack([v[..., int(t):int(t) + size_h, int(l):int(l) + size_w] for v, t, l in zip(video, tops, lefts)])
-
-
-def parse_bucket(name: str) -> Bucket:
-    """'HxWxT' -> a 1-sample Bucket."""
-    try:
-        h, w, t = (int(v) for v in name.lower().split("x"))
-    except ValueError as e:
-        raise ValueError(f"bucket {name!r} must be written 'HxWxT', e.g. '64x64x17'") from e
-    return Bucket(h, w, t, 1.0, 1)
 
 
 @torch.no_grad()
@@ -132,7 +123,6 @@ class VAETrainer(StageTrainer):
     def _load_dit(self, source: str) -> None:
         """The frozen DiT (and its text encoder) whose x0 predictions the decoder learns to decode."""
         from ..weights import load_component
-        from .dit_trainer import TextContextCache, trained_pair_paths
         paths = trained_pair_paths(source, encoder_id(self.module), f"denoised_dit {source}")
         dit, _ = load_component(paths[0], kind="dit")
         text_encoder, _ = load_component(paths[1], kind="text_encoder")
@@ -152,7 +142,6 @@ class VAETrainer(StageTrainer):
         """(latents (B, C, T', h, w), denoised (B,) bool) of whole clips: the frozen encoder's means, and
         for ``denoised_frac`` of the clips instead the DiT's guided x0 prediction from those latents
         noised to a t drawn from ``denoised_t`` (what the sampler's last step hands the decoder)."""
-        from .dit_trainer import flow_pair
         p, dev = self.preset, self.env.device
         rng = np.random.default_rng(step_seed(p.seed, step, self.env.rank, 5))
         gen = step_generator(p.seed, step, self.env.rank, 6)
@@ -288,23 +277,3 @@ def init_for_training(vae: nn.Module) -> nn.Module:
         conv.weight.copy_(w)
     vae.quant_conv.bias[vae.cfg.z_dim:] = -8.0
     return vae
-
-
-def encoder_id(vae: nn.Module) -> str:
-    """A digest of what fixes the latent space: encoder + quant_conv weights and latent statistics."""
-    h = hashlib.sha256()
-    for name, t in sorted(vae.state_dict().items()):
-        if name.startswith(("encoder.", "quant_conv.")):
-            h.update(name.encode())
-            h.update(t.detach().float().cpu().numpy().tobytes())
-    h.update(repr((vae.cfg.latents_mean, vae.cfg.latents_std)).encode())
-    return h.hexdigest()[:16]
-
-
-def resolve_weights(path: str | Path, shipped: str = "vae.safetensors") -> Path:
-    """A weights path; ``"shipped"`` = the shipped default model's file ``shipped``."""
-    path = Path(__file__).resolve().parents[1] / "default_model" / shipped if path == "shipped" else Path(path)
-    if not path.is_file():
-        what = shipped.split(".")[0].replace("_", " ")
-        raise FileNotFoundError(f"{what} weights {path} do not exist (train that stage first or pass the right file)")
-    return path
