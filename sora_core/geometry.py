@@ -5,9 +5,12 @@ H x W pixels to ``T_lat = 1 + (T - 1) // ft`` latent frames of ``H / fs`` x ``W 
 frame is encoded alone (so an image is the 1-frame case), every later group of ``ft`` frames becomes
 one latent frame; hence T is valid when ``T == 1`` or ``(T - 1) % ft == 0``. The transformer then
 cuts the latent grid into spacetime patches of ``pt x ph x pw``, so the token grid is
-``(T_lat / pt, H_lat / ph, W_lat / pw)``.
+``(T_lat / pt, H_lat / ph, W_lat / pw)``. Pixel sizes are therefore multiples of
+``size_multiple(fs, ph, pw) = fs * lcm(ph, pw)`` (= ``fs * ph`` for the square patches of every
+shipped config).
 
-Nodes, command line, training and the web extension all read the geometry from here.
+Nodes, command line, training and the web extension all read the geometry from here: no other module
+restates these formulas (``tests/test_geometry_owner.py`` greps the tree for them).
 """
 
 from __future__ import annotations
@@ -68,6 +71,37 @@ def pixel_frames(t_lat: int, ft: int) -> int:
     return 1 + (t_lat - 1) * ft
 
 
+def group_frames(groups: int, ft: int) -> int:
+    """Pixel frames behind ``groups`` latent frames that follow the first: ``groups * ft``.
+
+    A clip placed at the end of an output, or a chunk after the first, has no leading single frame.
+    """
+    if groups < 0:
+        raise GeometryError(f"latent frame groups must be >= 0, got {groups}")
+    return groups * ft
+
+
+def floor_valid_frames(frames: int, ft: int) -> int:
+    """The largest valid frame count <= ``frames`` (``frames`` >= 1): trimming a clip."""
+    if frames < 1:
+        raise GeometryError(f"frames must be >= 1, got {frames}")
+    return 1 + (frames - 1) // ft * ft
+
+
+def ceil_valid_frames(frames: int, ft: int) -> int:
+    """The smallest valid frame count >= ``frames`` (``frames`` >= 1): padding a clip."""
+    if frames < 1:
+        raise GeometryError(f"frames must be >= 1, got {frames}")
+    return 1 + -(-(frames - 1) // ft) * ft
+
+
+def frames_for_temporal_patch(frames: int, ft: int, pt: int) -> int:
+    """The smallest valid frame count >= the valid ``frames`` whose latent frame count is a multiple
+    of the temporal patch size ``pt`` (so the DiT can cut it into whole patches)."""
+    t_lat = latent_frames(frames, ft)
+    return pixel_frames(-(-t_lat // pt) * pt, ft)
+
+
 def frames_for_seconds(seconds: float, fps: float, ft: int) -> int:
     """The valid frame count nearest to ``seconds * fps`` (at least 1)."""
     if seconds <= 0 or fps <= 0:
@@ -79,9 +113,18 @@ def frames_for_seconds(seconds: float, fps: float, ft: int) -> int:
 # Spatial sizes
 # ---------------------------------------------------------------------------------------------
 
-def size_multiple(fs: int, ph: int = 1) -> int:
-    """Pixel sizes must be multiples of this: the spatial factor times the spatial patch size."""
-    return fs * ph
+def size_multiple(fs: int, ph: int = 1, pw: int | None = None) -> int:
+    """The one multiple both pixel sizes must have: ``fs * lcm(ph, pw)`` (``pw`` defaults to ``ph``).
+
+    Height must be a multiple of ``fs * ph`` and width of ``fs * pw``; a single multiple for both (what
+    size pickers and snapping use) is their least common multiple. For square patches (ph == pw, every
+    shipped config: fs 4, patch 1x2x2 -> 8) this equals ``fs * max(ph, pw)``; for e.g. ph=2, pw=3
+    ``fs * max`` would allow sizes that are not whole patches, the lcm does not.
+    """
+    pw = ph if pw is None else pw
+    if min(fs, ph, pw) < 1:
+        raise GeometryError(f"spatial factor and patch sizes must be >= 1, got fs={fs}, ph={ph}, pw={pw}")
+    return fs * math.lcm(ph, pw)
 
 
 def check_size(height: int, width: int, multiple: int, name: str = "size") -> tuple[int, int]:
@@ -115,6 +158,29 @@ def size_for_aspect(aspect: str, area: int, multiple: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Token grid
+# ---------------------------------------------------------------------------------------------
+
+def check_patch(patch) -> tuple[int, int, int]:
+    """``patch`` as a tuple (pt, ph, pw) of positive integers, or a GeometryError."""
+    if len(patch) != 3 or any(not isinstance(p, int) or p < 1 for p in patch):
+        raise GeometryError(f"patch must be three positive integers (pt, ph, pw), got {tuple(patch)}")
+    return tuple(patch)
+
+
+def token_grid_of(latent_grid: tuple[int, int, int], patch) -> tuple[int, int, int]:
+    """Token grid (T/pt, H/ph, W/pw) of a latent grid (T_lat, H_lat, W_lat); an axis that is not a
+    whole number of patches raises a GeometryError naming it."""
+    patch = check_patch(patch)
+    for axis, size, p in zip("THW", latent_grid, patch):
+        if size % p:
+            raise GeometryError(
+                f"latent {axis}={size} is not divisible by the patch size {p} along {axis} "
+                f"(patch {patch}, latent grid {tuple(latent_grid)}); allowed are multiples of {p}")
+    return tuple(size // p for size, p in zip(latent_grid, patch))
+
+
+# ---------------------------------------------------------------------------------------------
 # The full picture for one request
 # ---------------------------------------------------------------------------------------------
 
@@ -132,9 +198,10 @@ class LatentGeometry:
     def create(cls, frames: int, height: int, width: int, ft: int, fs: int,
                patch: tuple[int, int, int] = (1, 1, 1)) -> "LatentGeometry":
         """Validate and build; raises GeometryError naming any bad input."""
+        patch = check_patch(patch)
         check_frames(frames, ft)
-        check_size(height, width, fs * patch[1] if patch[1] == patch[2] else math.lcm(fs * patch[1], fs * patch[2]))
-        g = cls(frames, height, width, ft, fs, tuple(patch))
+        check_size(height, width, size_multiple(fs, patch[1], patch[2]))
+        g = cls(frames, height, width, ft, fs, patch)
         if g.latent_frames % patch[0]:
             raise GeometryError(
                 f"frames={frames} gives {g.latent_frames} latent frames, not a multiple of the temporal "
@@ -143,7 +210,7 @@ class LatentGeometry:
 
     @property
     def latent_frames(self) -> int:
-        return 1 + (self.frames - 1) // self.ft
+        return latent_frames(self.frames, self.ft)
 
     @property
     def latent_size(self) -> tuple[int, int]:
@@ -156,10 +223,8 @@ class LatentGeometry:
 
     @property
     def token_grid(self) -> tuple[int, int, int]:
-        """(T_tok, H_tok, W_tok) of spacetime patches."""
-        h, w = self.latent_size
-        pt, ph, pw = self.patch
-        return (self.latent_frames // pt, h // ph, w // pw)
+        """(T_tok, H_tok, W_tok) of spacetime patches (GeometryError for a grid of partial patches)."""
+        return token_grid_of((self.latent_frames, *self.latent_size), self.patch)
 
     @property
     def tokens(self) -> int:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..geometry import GeometryError, is_valid_frames, valid_frames_near
+from ..geometry import GeometryError, ceil_valid_frames, floor_valid_frames, is_valid_frames, valid_frames_near
 
 
 class ClipError(ValueError):
@@ -60,9 +60,9 @@ def fit_frames(clip: torch.Tensor, ft: int, mode: str = "trim", name: str = "ima
     if is_valid_frames(T, ft):
         return clip
     if mode == "trim":
-        return clip[: 1 + (T - 1) // ft * ft]
+        return clip[: floor_valid_frames(T, ft)]
     if mode == "pad":
-        extra = ft - (T - 1) % ft
+        extra = ceil_valid_frames(T, ft) - T
         return torch.cat([clip, clip[-1:].expand(extra, *clip.shape[1:])])
     if mode == "error":
         raise GeometryError(f"{name} has {T} frames; the model needs 1 or 1 + {ft}*k frames "

@@ -18,7 +18,7 @@ from functools import lru_cache
 import torch
 from einops import rearrange
 
-from ..geometry import GeometryError
+from ..geometry import GeometryError, check_patch, token_grid_of
 
 Grid = tuple[int, int, int]
 
@@ -36,28 +36,18 @@ _LAYOUTS = {
 # Checks
 # ---------------------------------------------------------------------------------------------
 
-def _check_patch(patch) -> Grid:
-    if len(patch) != 3 or any(not isinstance(p, int) or p < 1 for p in patch):
-        raise GeometryError(f"patch must be three positive integers (pt, ph, pw), got {tuple(patch)}")
-    return tuple(patch)
-
-
 def _check_layout(layout: str) -> None:
     if layout not in _LAYOUTS:
         raise ValueError(f"layout must be one of {sorted(_LAYOUTS)}, got {layout!r}")
 
 
 def token_grid(shape: tuple[int, ...], patch) -> Grid:
-    """Token grid (T/pt, H/ph, W/pw) of a latent of shape (B, C, T, H, W); errors name the bad axis."""
-    pt, ph, pw = _check_patch(patch)
+    """Token grid (T/pt, H/ph, W/pw) of a latent of shape (B, C, T, H, W) (``geometry.token_grid_of``);
+    errors name the bad axis."""
+    check_patch(patch)
     if len(shape) != 5:
         raise GeometryError(f"latent must have shape (B, C, T, H, W), got {tuple(shape)}")
-    for axis, size, p in zip("THW", shape[2:], (pt, ph, pw)):
-        if size % p:
-            raise GeometryError(
-                f"latent {axis}={size} is not divisible by the patch size {p} along {axis} "
-                f"(patch {(pt, ph, pw)}, latent shape {tuple(shape)}); allowed are multiples of {p}")
-    return shape[2] // pt, shape[3] // ph, shape[4] // pw
+    return token_grid_of(tuple(shape[2:]), patch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,7 +56,7 @@ def token_grid(shape: tuple[int, ...], patch) -> Grid:
 
 def patchify(x: torch.Tensor, patch, layout: str = "c_first") -> torch.Tensor:
     """Latent (B, C, T, H, W) -> tokens (B, N, C*pt*ph*pw), N = (T/pt)(H/ph)(W/pw), t-major order."""
-    pt, ph, pw = _check_patch(patch)
+    pt, ph, pw = check_patch(patch)
     _check_layout(layout)
     token_grid(tuple(x.shape), patch)
     return rearrange(x, _LAYOUTS[layout][0], pt=pt, ph=ph, pw=pw)
@@ -75,7 +65,7 @@ def patchify(x: torch.Tensor, patch, layout: str = "c_first") -> torch.Tensor:
 def unpatchify(tokens: torch.Tensor, grid: Grid, patch, channels: int,
                layout: str = "c_first") -> torch.Tensor:
     """Tokens (B, N, C*pt*ph*pw) on a token grid (Tt, Ht, Wt) -> latent (B, C, Tt*pt, Ht*ph, Wt*pw)."""
-    pt, ph, pw = _check_patch(patch)
+    pt, ph, pw = check_patch(patch)
     _check_layout(layout)
     t, h, w = grid
     if tokens.ndim != 3 or tokens.shape[1] != t * h * w or tokens.shape[2] != channels * pt * ph * pw:
