@@ -73,8 +73,9 @@ def worker(args) -> dict:
     if args.op == "encode":
         inp = torch.rand(1, 3, T, S, S, generator=g) * 2 - 1
     else:
-        t_lat = 1 + (T - 1) // cfg.temporal_factor
-        inp = torch.randn(1, cfg.z_dim, t_lat, S // cfg.spatial_factor, S // cfg.spatial_factor, generator=g)
+        from sora_core.geometry import LatentGeometry
+        geo = LatentGeometry.create(T, S, S, cfg.temporal_factor, cfg.spatial_factor)
+        inp = torch.randn(geo.latent_shape(cfg.z_dim), generator=g)
     run = _operation(args.impl, model, args.op, args.dtype)
     base = _rss_mb()
     times = []

@@ -31,7 +31,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..configs import VAEConfig
-from ..geometry import GeometryError, check_frames, check_size, pixel_frames
+from ..geometry import GeometryError, check_frames, check_size, group_frames, latent_frames, pixel_frames
 from .vae_blocks import CL3D, CausalConv3d, Decoder3d, Encoder3d, FeatureCache
 
 # Work per chunk: at most this many pixel positions (B * T * H * W) go through the encoder or the
@@ -245,8 +245,8 @@ class VideoVAE(nn.Module):
         if not isinstance(chunk_frames, int) or chunk_frames < ft or chunk_frames % ft:
             raise ValueError(f"chunk_frames={chunk_frames} must be a positive multiple of the temporal "
                              f"factor {ft}")
-        lat = chunk_lengths(1 + (T - 1) // ft, chunk_frames // ft)
-        return [1 + (lat[0] - 1) * ft] + [n * ft for n in lat[1:]]
+        lat = chunk_lengths(latent_frames(T, ft), chunk_frames // ft)
+        return [pixel_frames(lat[0], ft)] + [group_frames(n, ft) for n in lat[1:]]
 
     def _check_video(self, video: Tensor) -> None:
         if not isinstance(video, Tensor) or video.dim() != 5 or video.shape[1] != self.cfg.in_channels:
