@@ -18,8 +18,9 @@ the ones a test run happens to execute:
 - imports of anything outside sora_core (torch, the standard library) are ignored, as are dynamic
   imports (``importlib.import_module(name)``, e.g. the weights registry's ``"module", "Class"``
   strings): a string is not an import statement, and a registry names its classes by design;
-- an import under ``if TYPE_CHECKING:`` counts too (none exist today): keeping the graph acyclic
-  without that exception keeps it simple.
+- an import in the body of ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``) does not count: it
+  never runs, it only names types for annotations (``world.motion`` annotates with ``SceneSpec``,
+  while ``world.scene`` imports ``world.motion`` to validate specs); its ``else:`` branch counts.
 
 A cycle is reported as the chain of modules, each with the file line of the import that closes it.
 """
@@ -67,6 +68,24 @@ def _target(name: str, modules: dict[str, Path]) -> str | None:
     return None
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    """``TYPE_CHECKING`` or ``<module>.TYPE_CHECKING``."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` except the bodies of ``if TYPE_CHECKING:`` blocks (their else counts)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, ast.If) and _is_type_checking(node.test):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+
+
 def import_edges(module: str, path: Path, modules: dict[str, Path]) -> dict[str, int]:
     """Modules of the package ``module`` imports (anywhere in its file) -> line of the first such import."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -78,7 +97,7 @@ def import_edges(module: str, path: Path, modules: dict[str, Path]) -> dict[str,
         if target is not None and target != module:
             edges[target] = min(line, edges.get(target, line))
 
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name, node.lineno)
@@ -233,6 +252,18 @@ def test_a_submodule_importing_its_packages_init_is_a_cycle(tmp_path):
         "net.py": "from . import VERSION\n",
     })
     assert cycle_report(pkg) == ["pkg (__init__.py:1) -> pkg.net (net.py:1) -> pkg"]
+
+
+def test_type_checking_imports_do_not_count_but_their_else_does(tmp_path):
+    files = {
+        "__init__.py": "",
+        "spec.py": "from .motion import speed\n",
+        "motion.py": ("from typing import TYPE_CHECKING\nimport typing\nif TYPE_CHECKING:\n    from .spec import Spec\n"
+                      "if typing.TYPE_CHECKING:\n    import pkg.spec\n"),
+    }
+    assert cycle_report(make_package(tmp_path / "a", files)) == []
+    files["motion.py"] += "else:\n    from . import spec\n"
+    assert cycle_report(make_package(tmp_path / "b", files)) == ["pkg.motion (motion.py:8) -> pkg.spec (spec.py:1) -> pkg.motion"]
 
 
 @pytest.mark.parametrize("src", ["import pkg.a\n", "from pkg import a\n", "from . import a\n", "from .a import f\n"])

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 
 from . import vocab as V
-from .scene import SceneSpec, camera_offsets, floor_y, occluder_span, radius_px, trajectories
+from .motion import camera_offsets, floor_y, occluder_span, radius_px, trajectories
+from .scene import SceneSpec
 
 _SHIFT = 4                # fractional bits of opencv drawing coordinates
 _ONE = 1 << _SHIFT

@@ -1,4 +1,4 @@
-"""Scene specs of the procedural world and their analytic trajectories.
+"""Scene specs of the procedural world and their sampling.
 
 A ``SceneSpec`` says everything about a clip: 1 to 3 objects (shape, colour, size, start position,
 motion), the background, one world event and the frame grid (width, height, frames, fps). Specs are
@@ -9,14 +9,8 @@ Units: positions are fractions of the frame (x of the width, y of the height, y 
 speeds are in short sides (``min(width, height)``), speeds per second, so a scene looks the same at
 any resolution and fps. Frame k is at time ``k / fps``.
 
-Motion (chosen and documented here):
-- left / right / up / down: constant speed; the frame *wraps around*: an object that leaves one side
-  comes back from the opposite side, so the direction holds for a clip of any length (the period is
-  the frame size plus the object's size, so only one copy is ever visible).
-- bouncing: dropped from rest at its start height, falls under ``vocab.GRAVITY`` and bounces off the
-  floor (the frame bottom, or the top of the textured ground) with ``vocab.RESTITUTION``; it comes
-  to rest once the impact speed falls below ``vocab.REST_SPEED``. Purely vertical.
-- static: stays put (in world coordinates: during a camera pan it moves across the frame).
+Motion: see ``world.motion``, which turns a spec into per-frame positions (the trajectory functions
+are importable from here too).
 Events: ``occluder`` is a full-height bar in front of the objects that the target object crosses
 (it reaches the bar's centre at mid-clip); ``brush``: the target object (moving left, right, up or
 down) leaves a lasting trail;
@@ -30,6 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import vocab as V
+from .motion import bounce_heights, camera_offsets, floor_y, occluder_span, radius_px, trajectories, trajectory
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,86 +142,6 @@ def check_grid(width: int, height: int, frames: int, fps: float) -> None:
             raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
     if not (isinstance(fps, (int, float)) and 0 < fps <= 240):
         raise ValueError(f"fps must be a number in (0, 240], got {fps!r}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Geometry and trajectories (analytic, per frame)
-# ---------------------------------------------------------------------------------------------
-
-def radius_px(spec: SceneSpec, obj: ObjectSpec) -> float:
-    """Half the object's bounding-box side, in pixels."""
-    return V.SIZE_DIAMETER[obj.size] * spec.short_side / 2
-
-
-def floor_y(spec: SceneSpec) -> float:
-    """y in pixels of the floor bouncing objects land on (top of the ground band, or the bottom)."""
-    return spec.height * (1.0 - V.GROUND_FRACTION) if spec.background.ground else float(spec.height)
-
-
-def occluder_span(spec: SceneSpec) -> tuple[int, int] | None:
-    """Pixel columns [x0, x1) covered by the occluder bar, or None."""
-    if spec.event.kind != "occluder":
-        return None
-    half = V.OCCLUDER_WIDTH * spec.short_side / 2
-    c = spec.event.x * spec.width
-    return int(round(c - half)), int(round(c + half))
-
-
-def camera_offsets(spec: SceneSpec) -> np.ndarray:
-    """(T,) horizontal camera position in pixels (0 at the first frame)."""
-    if spec.event.kind != "pan":
-        return np.zeros(spec.frames)
-    return spec.event.pan_speed * spec.short_side * spec.times()
-
-
-def bounce_heights(t: np.ndarray, h0: float) -> np.ndarray:
-    """Height above the floor (short sides) at times ``t`` (s) of a ball dropped from rest at ``h0``."""
-    g, out = V.GRAVITY, np.zeros_like(t)
-    t_s, h_s, v_s = 0.0, max(h0, 0.0), 0.0     # segment start time, height, upward velocity
-    for _ in range(200):
-        t_hit = (v_s + np.sqrt(v_s * v_s + 2 * g * h_s)) / g
-        seg = (t >= t_s) & (t < t_s + t_hit)
-        tau = t[seg] - t_s
-        out[seg] = h_s + v_s * tau - 0.5 * g * tau * tau
-        v_next = V.RESTITUTION * (g * t_hit - v_s)
-        t_s, h_s, v_s = t_s + t_hit, 0.0, v_next
-        if v_next < V.REST_SPEED or t_s > t.max(initial=0.0):
-            break
-    out[t >= t_s] = 0.0 if v_s < V.REST_SPEED else out[t >= t_s]
-    return np.maximum(out, 0.0)
-
-
-def _wrap(v: np.ndarray, r: float, size: int) -> np.ndarray:
-    """Wrap centre coordinates into [-r, size + r): one copy visible at a time."""
-    return np.mod(v + r, size + 2 * r) - r
-
-
-def trajectory(spec: SceneSpec, index: int) -> np.ndarray:
-    """(T, 2) screen centre (x, y) of object ``index`` in pixels (continuous coordinates: the
-    frame spans [0, width] x [0, height])."""
-    obj, t, S = spec.objects[index], spec.times(), spec.short_side
-    r = radius_px(spec, obj)
-    x = np.full_like(t, obj.x * spec.width)
-    y = np.full_like(t, obj.y * spec.height)
-    step = obj.speed * S * t
-    if obj.motion == "left":
-        x = x - step
-    elif obj.motion == "right":
-        x = x + step
-    elif obj.motion == "up":
-        y = _wrap(y - step, r, spec.height)
-    elif obj.motion == "down":
-        y = _wrap(y + step, r, spec.height)
-    elif obj.motion == "bouncing":
-        contact = floor_y(spec) - r
-        y = contact - S * bounce_heights(t, (contact - obj.y * spec.height) / S)
-    x = _wrap(x - camera_offsets(spec), r, spec.width)
-    return np.stack([x, y], axis=-1)
-
-
-def trajectories(spec: SceneSpec) -> np.ndarray:
-    """(N, T, 2) screen centres of every object, pixels."""
-    return np.stack([trajectory(spec, i) for i in range(len(spec.objects))])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,3 +328,9 @@ def sample_scene(seed_or_rng, width: int, height: int, frames: int, fps: float,
     else:
         raise ValueError(f"cannot place {n} objects without overlap in a {width}x{height} frame")
     return SceneSpec(tuple(placed), bg, ev, int(width), int(height), int(frames), float(fps))
+
+
+__all__ = ["ObjectSpec", "BackgroundSpec", "EventSpec", "SceneSpec", "check_grid", "ObjectRequest", "as_rng",
+           "sample_scene",
+           # the motion of a spec (world.motion), kept importable from here
+           "radius_px", "floor_y", "occluder_span", "camera_offsets", "bounce_heights", "trajectory", "trajectories"]
