@@ -129,7 +129,7 @@ def request_geometry(handle: LoadedModel, width: int, height: int, frames: int, 
     """
     spec = handle.model.spec
     ft, fs, patch = spec.vae.temporal_factor, spec.vae.spatial_factor, tuple(spec.dit.patch_size)
-    multiple = geometry.size_multiple(fs, max(patch[1], patch[2]))
+    multiple = geometry.size_multiple(fs, patch[1], patch[2])
     notes = []
     if aspect != "custom":
         h, w = geometry.size_for_aspect(aspect, width * height, multiple)
@@ -143,8 +143,7 @@ def request_geometry(handle: LoadedModel, width: int, height: int, frames: int, 
         notes.append(f"{seconds:g} s at {fps:g} fps -> {t} frames")
     elif t != frames:
         notes.append(f"frames {frames} -> {t} (1 + {ft}k)")
-    while (1 + (t - 1) // ft) % patch[0]:
-        t += ft
+    t = geometry.frames_for_temporal_patch(t, ft, patch[0])
     geo = handle.model.geometry(t, h, w)
     check_budget(handle, geo)
     return geo, notes

@@ -144,12 +144,12 @@ def _read_image(path: str):
 
 def _size(args, spec, image) -> tuple[int, int]:
     """(height, width): given, else the model's default area at the image's aspect, else the defaults."""
-    from ..geometry import nearest_valid_size
+    from ..geometry import nearest_valid_size, size_multiple
     d = spec.defaults
     if image is None or (args.width is not None and args.height is not None):
         return (d.height if args.height is None else args.height), (d.width if args.width is None else args.width)
     ih, iw = image.shape[:2]
-    multiple = spec.vae.spatial_factor * max(spec.dit.patch_size[1:])
+    multiple = size_multiple(spec.vae.spatial_factor, *spec.dit.patch_size[1:])
     if args.width is not None:
         return nearest_valid_size(round(args.width * ih / iw), args.width, multiple)[0], args.width
     if args.height is not None:
