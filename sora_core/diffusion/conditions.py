@@ -38,6 +38,7 @@ from typing import Sequence
 import torch
 from einops import rearrange, repeat
 
+from ..geometry import group_frames, pixel_frames
 from ..media.clips import crossfade
 from .flow import Denoiser, add_noise, expand_sigma, sdedit_start_sigma
 
@@ -251,16 +252,20 @@ def encode_end(vae, video: torch.Tensor, warmup: int = 0) -> torch.Tensor:
         raise ConditionError(f"frames for the end of a video come in groups of {ft}; got {video.shape[2]}")
     if warmup < 0:
         raise ConditionError(f"warmup must be >= 0 latent groups, got {warmup}")
-    lead = video[:, :, :1].expand(-1, -1, 1 + warmup * ft, -1, -1)
+    lead = video[:, :, :1].expand(-1, -1, pixel_frames(1 + warmup, ft), -1, -1)
     return vae.encode(torch.cat([lead, video], dim=2))[:, :, 1 + warmup:]
 
 
-def _context_frames(vae, video: torch.Tensor, latent_frames: int, needed: int, name: str) -> None:
+def _context_frames(vae, video: torch.Tensor, latent_frames: int, name: str, at_start: bool) -> int:
+    """Pixel frames behind ``latent_frames`` latents of context: ``pixel_frames`` at the start of an
+    output (the first frame alone), ``group_frames`` at its end; raises when the video is too short."""
     if latent_frames < 1:
         raise ConditionError(f"{name}: latent_frames must be >= 1, got {latent_frames}")
+    needed = (pixel_frames if at_start else group_frames)(latent_frames, _ft(vae))
     if video.shape[2] < needed:
         raise ConditionError(f"{name}: {latent_frames} latent frame(s) of context need {needed} pixel frames "
                              f"(temporal factor {_ft(vae)}); the video has {video.shape[2]}")
+    return needed
 
 
 def image_to_video(vae, image: torch.Tensor, strength: float = 1.0) -> ConditionPlan:
@@ -287,8 +292,7 @@ def extend_forward(vae, video: torch.Tensor, latent_frames: int = EXTEND_CONTEXT
     ``assemble`` returns the given video followed by the new frames (the overlap dropped once).
     """
     video = _as_video(video, "video")
-    n = 1 + (latent_frames - 1) * _ft(vae)
-    _context_frames(vae, video, latent_frames, n, "extend_forward")
+    n = _context_frames(vae, video, latent_frames, "extend_forward", at_start=True)
     cond = FrameCondition(encode_start(vae, video[:, :, -n:]), 0, strength)
     return ConditionPlan((cond,), before=video, drop_start=n)
 
@@ -299,8 +303,7 @@ def extend_backward(vae, video: torch.Tensor, latent_frames: int = EXTEND_CONTEX
     ``assemble`` returns the new frames followed by the given video (the overlap dropped once).
     """
     video = _as_video(video, "video")
-    n = latent_frames * _ft(vae)
-    _context_frames(vae, video, latent_frames, n, "extend_backward")
+    n = _context_frames(vae, video, latent_frames, "extend_backward", at_start=False)
     cond = FrameCondition(encode_end(vae, video[:, :, :n]), -latent_frames, strength)
     return ConditionPlan((cond,), after=video, drop_end=n)
 

@@ -118,9 +118,10 @@ def task_extend(model, entry, seed, s):
 
 def task_loop(model, entry, seed, s):
     from ..diffusion.conditions import loop
+    from ..geometry import pixel_frames
     frames, ft = _grid(model, s)[0], int(model.spec.vae.temporal_factor)
-    if frames < 1 + 2 * ft:
-        raise ValueError(f"the loop task needs at least {1 + 2 * ft} frames (the loop drops {ft} of them: "
+    if frames < pixel_frames(3, ft):
+        raise ValueError(f"the loop task needs at least {pixel_frames(3, ft)} frames (the loop drops {ft} of them: "
                          f"the first frame and all but one frame of the final still), got frames={frames}")
     truth = truth_frames(model, entry, seed, s)
     out = _generate(model, entry, seed, s, plan=loop(model.vae, _tensor(truth[:1]).to(model.device)))
