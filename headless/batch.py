@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from . import comfy_client as cc
 from sora_core.cli import CLIError
-from .batch_rows import Row, apply_row, read_rows, set_row
+from .overrides import Row, apply_row, read_rows, set_row
 from .workflow import WorkflowError, read_workflow, to_api
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -80,7 +80,7 @@ class Job:
 
 def build_jobs(api: dict, sets: list[str], rows: list[Row] | None, object_info: dict) -> list[Job]:
     """One Job per row (or a single job), each with its own copy of the API prompt, ``--set`` then the
-    row's values applied, converted by their inputs' declared types (see ``batch_rows``); unknown
+    row's values applied, converted by their inputs' declared types (see ``overrides``); unknown
     nodes and inputs and values of the wrong type are errors naming the row, job and column."""
     base = json.loads(json.dumps(api))
     apply_row(base, set_row(sets), object_info)

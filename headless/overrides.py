@@ -1,5 +1,6 @@
-"""The rows of ``sora batch``: read CSV / JSON Lines files and ``--set`` options, and turn each value
-into the type its input declares in the server's ``/object_info``.
+"""Input values given on the command line: the ``--set`` options of ``sora run`` and ``sora batch``
+and the rows of ``sora batch`` (CSV / JSON Lines files), each value turned into the type its input
+declares in ``/object_info`` (the server's, or the pack's own for ``sora run``).
 
     STRING   CSV / --set: the cell's text as it is;      JSONL: a JSON string
     INT      an integer within the widget's min..max      (JSONL: a JSON number without a fraction)
@@ -152,6 +153,8 @@ def apply_row(prompt: dict, row: Row, object_info: dict, job: str | None = None)
             where = f"{row.where}{f' (job {job})' if job else ''}, column {key}"
         target = key.removesuffix(LINK)
         node, name, spec = _resolve(prompt, target, object_info, where)
+        if row.where == "--set":
+            where += f" (node {node} ({prompt[node]['class_type']}) input '{name}')"
         if (node, name) in done:
             raise WorkflowError(f"{where}: input {name!r} of node {node} is already set by column {done[node, name]}")
         done[node, name] = key

@@ -11,7 +11,6 @@ in the graph's eyes); load nodes read from ``--input`` (default: the workflow's 
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -62,9 +61,18 @@ def _prepare(args) -> tuple[object, dict, dict]:
             raise CLIError(f"--model {model} {what}; --model takes a model folder (vae / text_encoder / dit "
                            f".safetensors)")
         loaders = [k for k, v in api.items() if v["class_type"] == "SoraModelLoader"]
-        api = workflow.apply_overrides(api, [f"{k}.model_dir={model.resolve()}" for k in loaders], info)
-    api = workflow.apply_overrides(api, args.overrides, info)
+        api = apply_sets(api, [f"{k}.model_dir={model.resolve()}" for k in loaders], info)
+    api = apply_sets(api, args.overrides, info)
     return pack, data, api
+
+
+def apply_sets(api: dict, sets: list[str], info: dict) -> dict:
+    """``--set NODE_ID.input=value`` (or ``TITLE.input``) options, converted by the inputs' declared
+    types exactly as ``sora batch`` converts them (``overrides``): a prompt ``123`` stays text, a
+    number must be finite and in range, links only through ``NODE_ID.input@link=NODE_ID:SLOT``."""
+    from .overrides import apply_row, set_row
+    apply_row(api, set_row(sets), info)
+    return api
 
 
 def _write_new(path: Path, text: str) -> Path:

@@ -91,7 +91,7 @@ def test_workflow_runs_to_a_saved_video(path, client, server_info, tmp_path):
         assert frames.ndim == 4 and frames.shape[0] >= 1 and frames.shape[-1] == 3 and fps > 0, local
 
 
-def test_batch_rows_run_on_the_server(comfyui_server, server_info, tmp_path):
+def test_overrides_run_on_the_server(comfyui_server, server_info, tmp_path):
     """``sora batch`` against the real server: one job per row with its own prompt and seed, outputs
     downloaded into out/JOB/ and decodable, the last latent preview saved, and the seed override
     reaching the server (two seeds, two different videos)."""

@@ -10,6 +10,8 @@ import json
 
 import pytest
 
+from comfyui_sora.headless.run import apply_sets
+
 from comfyui_sora.headless import executor, workflow
 from comfyui_sora.headless.workflow import WorkflowError
 
@@ -171,15 +173,17 @@ def test_not_a_workflow_is_rejected(tmp_path):
 
 def test_overrides_by_id_and_title_and_bad_names():
     api = workflow.ui_to_api(ui_graph(), INFO)
-    workflow.apply_overrides(api, ["1.seed=9", "Make number.mode=add", "3.label=some text"], INFO)
+    apply_sets(api, ["1.seed=9", "Make number.mode=add", "3.label=123"], INFO)
     assert api["1"]["inputs"]["seed"] == 9 and api["1"]["inputs"]["mode"] == "add"
-    assert api["3"]["inputs"]["label"] == "some text"
+    assert api["3"]["inputs"]["label"] == "123"          # a STRING input keeps the text (no JSON guess)
     with pytest.raises(WorkflowError, match="NODE_ID.input=value"):
-        workflow.apply_overrides(api, ["seed9"])
+        apply_sets(api, ["seed9"], INFO)
     with pytest.raises(WorkflowError, match=r"no input 'sead'.*seed, scale, mode"):
-        workflow.apply_overrides(api, ["1.sead=3"], INFO)
+        apply_sets(api, ["1.sead=3"], INFO)
     with pytest.raises(WorkflowError, match="no node with id or unique title '42'"):
-        workflow.apply_overrides(api, ["42.seed=3"], INFO)
+        apply_sets(api, ["42.seed=3"], INFO)
+    with pytest.raises(WorkflowError, match="expects an integer"):
+        apply_sets(api, ['1.seed=["2",0]'], INFO)        # never a link by its look
 
 
 def test_execute_runs_the_graph_and_returns_output_ui():
@@ -323,10 +327,10 @@ def test_non_finite_and_out_of_range_values_are_named(node, name, value, message
         executor.validate_prompt(api, CLASSES)
 
 
-def test_override_nan_is_refused_naming_node_and_input():
-    api = workflow.apply_overrides(workflow.ui_to_api(ui_graph(), INFO), ["1.scale=NaN"], INFO)
-    with pytest.raises(WorkflowError, match=r"node 1 \(MakeNumber\) input 'scale': value nan is not a finite"):
-        executor.execute(api, CLASSES, progress=False)
+def test_override_nan_is_refused_naming_the_option():
+    api = workflow.ui_to_api(ui_graph(), INFO)
+    with pytest.raises(WorkflowError, match=r"--set 1.scale=NaN \(node 1 \(MakeNumber\) input 'scale'\): 'NaN' is not allowed; it expects a finite number"):
+        apply_sets(api, ["1.scale=NaN"], INFO)
 
 
 def test_bad_api_entries_are_named():

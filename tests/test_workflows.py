@@ -148,21 +148,23 @@ def test_bad_workflows_fail_early_naming_node_and_input(tmp_path, capsys):
     err = _fails(["run", str(bad), "--out", str(tmp_path)], capsys)
     assert "node 5 (SoraSampler) input 'latent'" in err and "link" in err
     err = _fails(["run", str(src), "--out", str(tmp_path), "--set", "5.steps=0"], capsys)
-    assert "node 5 (SoraSampler) input 'steps': value 0 is below the minimum 1" in err
+    assert "(node 5 (SoraSampler) input 'steps'): value 0 is below the minimum 1" in err
     err = _fails(["run", str(src), "--out", str(tmp_path), "--set", "5.sampler_name=ddim"], capsys)
     assert "input 'sampler_name'" in err and "'euler'" in err
     assert not any((tmp_path / "out").glob("*"))
 
 
 @pytest.mark.parametrize("value, message", [
-    ("NaN", "value nan is not a finite number"), ("Infinity", "value inf is not a finite number"),
-    ("-Infinity", "value -inf is not a finite number"), ("1e308", "value 1e+308 is above the maximum 30.0"),
+    ("NaN", "'NaN' is not allowed; it expects a finite number"),
+    ("Infinity", "'Infinity' is not allowed; it expects a finite number"),
+    ("-Infinity", "'-Infinity' is not allowed; it expects a finite number"),
+    ("1e308", "value 1e+308 is above the maximum 30.0"),
 ])
 def test_non_finite_widget_values_fail_before_any_work(tmp_path, capsys, value, message):
     """``--set 5.cfg=NaN`` wrote an all-black video and exited 0; now the executor refuses it."""
     src = ROOT / "workflows" / "text_to_video.json"
     err = _fails(["run", str(src), "--out", str(tmp_path / "out"), "--quiet", "--set", f"5.cfg={value}"], capsys)
-    assert f"node 5 (SoraSampler) input 'cfg': {message}" in err
+    assert f"--set 5.cfg={value} (node 5 (SoraSampler) input 'cfg'): {message}" in err
     assert not any((tmp_path / "out").glob("*"))
     api = api_of(src)
     api["4"]["inputs"]["fps"] = float("nan")                   # in an API workflow file as well
@@ -188,7 +190,7 @@ def test_save_prefix_with_a_newline_writes_nothing(tiny_model, tmp_path, capsys)
     sets = [s for s in overrides(api_of(src), tiny_model) if ".model_dir=" not in s]
     save = next(k for k, v in api_of(src).items() if v["class_type"] == "SoraSaveVideo")
     argv = ["run", str(src), "--out", str(tmp_path / "out"), "--quiet", "--model", str(tiny_model),
-            "--set", f'{save}.filename_prefix="sora/clip\\n../../x"']
+            "--set", f"{save}.filename_prefix=sora/clip\n../../x"]      # a real newline: --set values are text
     err = _fails(argv + [a for s in sets for a in ("--set", s)], capsys)
     assert "filename_prefix 'sora/clip\\n../../x' contains control or invisible characters (U+000A)" in err
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
