@@ -20,7 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sora_core.train.vae_trainer import encoder_id  # noqa: E402
+from sora_core.train.shared import encoder_id  # noqa: E402
 from sora_core.configs import from_json, to_json  # noqa: E402
 from sora_core.pipeline import SCHEDULE_KEY  # noqa: E402
 from sora_core.diffusion.samplers import SAMPLERS  # noqa: E402

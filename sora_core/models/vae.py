@@ -3,7 +3,7 @@
 A video of T frames (T == 1 or (T - 1) % ft == 0) of H x W pixels becomes ``1 + (T - 1) // ft``
 latent frames of ``H / fs`` x ``W / fs``: the first frame alone, then every group of ``ft`` frames.
 An image is the one-frame case of the same path. Encode and decode run chunk after chunk with a
-feature cache (``vae_blocks.FeatureCache``), so working memory does not grow with the video length
+feature cache (``causal_conv.FeatureCache``), so working memory does not grow with the video length
 and chunking does not change the result. Latents are normalised per channel:
 ``z = (mu - latents_mean) / latents_std``.
 
@@ -32,7 +32,8 @@ from torch import Tensor, nn
 
 from ..configs import VAEConfig
 from ..geometry import GeometryError, check_frames, check_size, group_frames, latent_frames, pixel_frames
-from .vae_blocks import CL3D, CausalConv3d, Decoder3d, Encoder3d, FeatureCache
+from .causal_conv import CL3D, CausalConv3d, FeatureCache
+from .vae_blocks import Decoder3d, Encoder3d
 
 # Work per chunk: at most this many pixel positions (B * T * H * W) go through the encoder or the
 # decoder at once (16 frames of 64 x 64; 4 frames, one latent frame, from 128 x 128 up). Larger chunks
