@@ -314,6 +314,62 @@ def replace(cfg, **changes):
     return dataclasses.replace(cfg, **changes)
 
 
+
+# ---------------------------------------------------------------------------------------------
+# umT5 text encoder (Wan's; sora_core/models/wan/umt5.py)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UMT5Config:
+    """umT5 encoder (T5 v1.1 structure with a relative position bias in every layer), as Wan uses it.
+
+    Field names follow transformers' ``UMT5Config``; ``max_len`` is the text context (Wan: 512 tokens,
+    EOS included, padding zeroed), ``pad_id`` / ``eos_id`` the tokenizer's special ids.
+    """
+    vocab_size: int = 256384
+    d_model: int = 4096
+    num_layers: int = 24
+    num_heads: int = 64
+    d_kv: int = 64
+    d_ff: int = 10240
+    num_buckets: int = 32
+    max_distance: int = 128
+    eps: float = 1e-6
+    max_len: int = 512
+    pad_id: int = 0
+    eos_id: int = 1
+
+    kind = "umt5"
+    limits = {"vocab_size": (2, 1_000_000), "d_model": (1, MAX_DIM), "num_layers": (1, MAX_LAYERS),
+              "num_heads": (1, 1024), "d_kv": (1, 1024), "d_ff": (1, 4 * MAX_DIM), "num_buckets": (4, 1024),
+              "max_distance": (2, 1_000_000), "eps": (1e-12, 0.1), "max_len": (2, MAX_DIM),
+              "pad_id": (0, 999_999), "eos_id": (0, 999_999)}
+
+    def __post_init__(self):
+        check_fields(self)
+        _require(self, self.inner_dim <= MAX_DIM, "num_heads",
+                 f"num_heads * d_kv = {self.inner_dim} exceeds {MAX_DIM}")
+        _require(self, self.num_buckets % 2 == 0, "num_buckets",
+                 f"{self.num_buckets} must be even (half the buckets for each direction)")
+        _require(self, self.max_distance > self.num_buckets // 4, "max_distance",
+                 f"{self.max_distance} must exceed num_buckets // 4 = {self.num_buckets // 4} (the exact buckets)")
+        for name in ("pad_id", "eos_id"):
+            _require(self, getattr(self, name) < self.vocab_size, name,
+                     f"{getattr(self, name)} must be below vocab_size = {self.vocab_size}")
+
+    @property
+    def inner_dim(self) -> int:
+        return self.num_heads * self.d_kv
+
+
+COMPONENTS[UMT5Config.kind] = UMT5Config
+_PRESETS["umt5"] = {
+    "umt5-xxl": lambda: UMT5Config(),
+    # the tests' size: real key names and bucket layout (ComfyUI's T5 fixes 32 buckets, distance 128)
+    "tiny": lambda: UMT5Config(vocab_size=320, d_model=64, num_layers=2, num_heads=4, d_kv=16, d_ff=128),
+}
+
+
 __all__ = ["VAEConfig", "DiTConfig", "TextEncoderConfig", "ScheduleConfig", "ConfigError", "preset",
            "preset_names", "vae_preset", "dit_preset", "text_encoder_preset", "to_json", "from_json",
-           "from_dict", "replace", "field", "check_fields", "MAX_DIM", "MAX_LAYERS"]
+           "from_dict", "replace", "field", "check_fields", "MAX_DIM", "MAX_LAYERS", "UMT5Config"]
