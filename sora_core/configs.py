@@ -370,6 +370,77 @@ _PRESETS["umt5"] = {
 }
 
 
+# ---------------------------------------------------------------------------------------------
+# Wan 2.2 VAE (sora_core/models/wan/vae22.py)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WanVAE22Config:
+    """Wan 2.2 VAE: a causal 3D VAE (encoder width ``base_dim``, decoder width ``decoder_base_dim``)
+    with residual average-down / duplicate-up shortcuts around every resampling stage, wrapped in a
+    ``patch_size`` x ``patch_size`` space-to-channel patchify.
+
+    Spatial factor = patch_size * 2 ** (len(dim_mult) - 1) (16 for the release); temporal factor =
+    2 ** sum(temporal_downsample). Latents are normalised per channel as in ``VAEConfig``.
+    Field names follow diffusers' ``AutoencoderKLWan`` (``is_residual=True``).
+    """
+    in_channels: int = 3
+    patch_size: int = 2
+    base_dim: int = 160
+    decoder_base_dim: int = 256
+    z_dim: int = 48
+    dim_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    temporal_downsample: tuple[bool, ...] = (False, True, True)
+    dropout: float = 0.0
+    latents_mean: tuple[float, ...] = ()      # empty = zeros
+    latents_std: tuple[float, ...] = ()       # empty = ones
+    chunk_frames: int = 4                     # pixel frames per causal chunk (= temporal factor)
+
+    kind = "vae22"
+    limits = {"in_channels": (1, 64), "patch_size": (1, 8), "base_dim": (1, 4096), "decoder_base_dim": (1, 4096),
+              "z_dim": (1, 1024), "dim_mult": (1, 64), "num_res_blocks": (1, 64), "dropout": (0.0, 0.99),
+              "latents_mean": (-1e4, 1e4), "latents_std": (1e-8, 1e4), "chunk_frames": (1, 1024)}
+
+    def __post_init__(self):
+        check_fields(self)
+        _require(self, len(self.dim_mult) >= 1, "dim_mult", "needs at least one entry")
+        _require(self, max(self.base_dim, self.decoder_base_dim) * max(self.dim_mult) <= MAX_DIM, "base_dim",
+                 f"width * max(dim_mult) exceeds {MAX_DIM}")
+        _require(self, len(self.temporal_downsample) == len(self.dim_mult) - 1, "temporal_downsample",
+                 f"has {len(self.temporal_downsample)} entries; it needs len(dim_mult) - 1 = {len(self.dim_mult) - 1}")
+        for name in ("latents_mean", "latents_std"):
+            v = getattr(self, name)
+            _require(self, not v or len(v) == self.z_dim, name, f"has {len(v)} values; it needs z_dim = {self.z_dim} or none")
+        dims = [self.base_dim * m for m in (1, *self.dim_mult)]
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):       # the average-down shortcut's channel groups
+            factor = (2 if i < len(self.temporal_downsample) and self.temporal_downsample[i] else 1) * \
+                (4 if i < len(self.dim_mult) - 1 else 1)
+            _require(self, a * factor % b == 0, "dim_mult",
+                     f"encoder stage {i}: {a} channels x {factor} (down-sampling) must be a multiple of {b}")
+        dims = [self.decoder_base_dim * m for m in (self.dim_mult[-1], *self.dim_mult[::-1])]
+        for i, (a, b) in enumerate(zip(dims[:-2], dims[1:-1])):     # the duplicate-up shortcut's repeats
+            factor = (2 if self.temporal_downsample[::-1][i] else 1) * 4
+            _require(self, b * factor % a == 0, "dim_mult",
+                     f"decoder stage {i}: {b} channels x {factor} (up-sampling) must be a multiple of {a}")
+
+    @property
+    def spatial_factor(self) -> int:
+        return self.patch_size * 2 ** (len(self.dim_mult) - 1)
+
+    @property
+    def temporal_factor(self) -> int:
+        return 2 ** sum(bool(t) for t in self.temporal_downsample)
+
+
+COMPONENTS[WanVAE22Config.kind] = WanVAE22Config
+_PRESETS["vae22"] = {
+    "wan2.2": lambda: WanVAE22Config(),
+    # the tests' size: the real structure, widths 16 / 32 instead of 160 / 256
+    "tiny": lambda: WanVAE22Config(base_dim=16, decoder_base_dim=32),
+}
+
+
 __all__ = ["VAEConfig", "DiTConfig", "TextEncoderConfig", "ScheduleConfig", "ConfigError", "preset",
            "preset_names", "vae_preset", "dit_preset", "text_encoder_preset", "to_json", "from_json",
-           "from_dict", "replace", "field", "check_fields", "MAX_DIM", "MAX_LAYERS", "UMT5Config"]
+           "from_dict", "replace", "field", "check_fields", "MAX_DIM", "MAX_LAYERS", "UMT5Config", "WanVAE22Config"]

@@ -16,7 +16,8 @@ import torch
 
 from comfy_reference import run_reference
 from sora_core.models.wan.detect import UnsupportedCheckpoint, detect
-from sora_core.models.wan.vae_keys import (WAN21_LATENTS_MEAN, WAN21_LATENTS_STD, build_vae, detect_vae)
+from sora_core.models.wan.vae_keys import (WAN21_LATENTS_MEAN, WAN21_LATENTS_STD, WAN22_LATENTS_MEAN,
+                                           WAN22_LATENTS_STD, build_vae, detect_vae)
 
 TOL = 1e-4
 
@@ -153,3 +154,47 @@ def test_wan21_chunked_decode_equals_whole_decode(comfy21):
     torch.testing.assert_close(torch.cat(streamed, dim=2), whole, atol=1e-5, rtol=1e-4)
     x = inputs["video"]
     torch.testing.assert_close(vae.encode(x, chunk_frames=4), vae.encode(x, chunk_frames=8), atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wan 2.2
+# ---------------------------------------------------------------------------------------------
+
+# Wan 2.2 at widths 16 / 32 (released: 160 / 256): mult 1,2,4,4, 2 residual blocks, time down (no, yes, yes)
+TINY22 = dict(dim=16, dec_dim=32, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+              temperal_downsample=[False, True, True])
+
+COMFY22 = INIT + """
+from comfy.ldm.wan.vae2_2 import WanVAE
+vae = WanVAE(attn_scales=[], **{cfg!r}).eval()
+init_weights(vae, 0)
+with torch.no_grad():
+    outputs["mu"] = vae.encode(inputs["video"])
+    outputs["decoded"] = vae.decode(inputs["z"])
+outputs.update({{"sd." + k: v for k, v in vae.state_dict().items()}})
+"""
+
+
+@pytest.fixture(scope="module")
+def comfy22(tmp_path_factory):
+    """ComfyUI's Wan 2.2 VAE at TINY22: its state dict (ComfyUI's layout) and outputs."""
+    inputs = {"video": _video(9, 64), "z": _latents(48, 3, 4)}
+    out = run_reference(COMFY22.format(cfg=TINY22), inputs, tmp_path_factory.mktemp("comfy22"))
+    sd = {k[3:]: v for k, v in out.items() if k.startswith("sd.")}
+    return inputs, sd, out
+
+
+def test_wan22_comfy_layout_is_detected_and_matches_comfyui(comfy22):
+    inputs, sd, out = comfy22
+    found, vae = _load(sd)
+    assert (found.kind, found.family, found.layout) == ("vae", "wan2.2-vae", "comfyui")
+    cfg = found.cfg
+    assert (cfg.patch_size, cfg.base_dim, cfg.decoder_base_dim, cfg.z_dim, cfg.dim_mult, cfg.num_res_blocks,
+            cfg.temporal_downsample) == (2, 16, 32, 48, (1, 2, 4, 4), 2, (False, True, True))
+    assert (vae.temporal_factor, vae.spatial_factor, cfg.latents_mean) == (4, 16, WAN22_LATENTS_MEAN)
+    z = vae.encode(inputs["video"])
+    assert z.shape == (1, 48, 3, 4, 4)
+    mean, std = _stats(WAN22_LATENTS_MEAN, z), _stats(WAN22_LATENTS_STD, z)
+    _close(z * std + mean, out["mu"])
+    _close(z, (out["mu"] - mean) / std)                    # latent_formats.Wan22.process_in
+    _close(vae.decode((inputs["z"] - mean) / std), out["decoded"].clamp(-1, 1))

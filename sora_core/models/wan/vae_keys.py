@@ -35,7 +35,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from ...configs import VAEConfig
+from ...configs import VAEConfig, WanVAE22Config
 from ..vae import VideoVAE, wan_original_key
 from .detect import Detected, UnsupportedCheckpoint
 
@@ -61,7 +61,7 @@ WAN22_LATENTS_STD = (0.4765, 1.0364, 0.4514, 1.1677, 0.5313, 0.4990, 0.4818, 0.5
                      0.3971, 1.0600, 0.3943, 0.5537, 0.5444, 0.4089, 0.7468, 0.7744)
 
 # The released sizes (a file at another size still loads; detection notes the difference)
-RELEASED = {"wan2.1-vae": {"base_dim": 96, "z_dim": 16}, "wan2.2-vae": {"base_dim": 160, "z_dim": 48}}
+RELEASED = {"wan2.1-vae": {"base_dim": 96, "z_dim": 16}, "wan2.2-vae": {"base_dim": 160, "decoder_base_dim": 256, "z_dim": 48}}
 
 _LIST = 5
 
@@ -215,8 +215,38 @@ def config_21(shapes: Shapes, layout: str) -> VAEConfig:
     z_dim = _need(shapes, post, family)[0]
     structure = _structure(_stages_21(shapes, layout, family), width, family)
     stats = {"latents_mean": WAN21_LATENTS_MEAN, "latents_std": WAN21_LATENTS_STD} if z_dim == 16 else {}
-    return VAEConfig(in_channels=in_channels, base_dim=width, z_dim=z_dim, attn_scales=(), dropout=0.0,
-                     chunk_frames=4, **structure, **stats)
+    try:
+        return VAEConfig(in_channels=in_channels, base_dim=width, z_dim=z_dim, attn_scales=(), dropout=0.0,
+                         chunk_frames=4, **structure, **stats)
+    except ValueError as e:
+        raise UnsupportedCheckpoint(f"{family} VAE with an unsupported structure: {e}") from e
+
+
+def config_22(shapes: Shapes, layout: str) -> WanVAE22Config:
+    """The WanVAE22Config of a Wan 2.2 VAE file (structure from the shapes, Wan 2.2 latent statistics).
+
+    The patch size follows from the encoder's input channels (3 image channels x patch^2; 12 in the
+    release), the decoder width from its first convolution (decoder_base_dim x the last multiplier)."""
+    family = "Wan 2.2"
+    names = (("encoder.conv1.weight", "decoder.conv1.weight", "conv2.weight") if layout == "comfyui"
+             else ("encoder.conv_in.weight", "decoder.conv_in.weight", "post_quant_conv.weight"))
+    width, packed = _need(shapes, names[0], family)[:2]
+    dec_width = _need(shapes, names[1], family)[0]
+    z_dim = _need(shapes, names[2], family)[0]
+    patch = round((packed / 3) ** 0.5)
+    if 3 * patch * patch != packed:
+        raise UnsupportedCheckpoint(f"{family} VAE: {names[0]} takes {packed} input channels; it needs 3 x patch^2 "
+                                    f"(12 in the release)")
+    structure = _structure(_stages_22(shapes, layout, family), width, family)
+    if dec_width % structure["dim_mult"][-1]:
+        raise UnsupportedCheckpoint(f"{family} VAE: decoder width {dec_width} is not a multiple of the last "
+                                    f"multiplier {structure['dim_mult'][-1]}")
+    stats = {"latents_mean": WAN22_LATENTS_MEAN, "latents_std": WAN22_LATENTS_STD} if z_dim == 48 else {}
+    try:
+        return WanVAE22Config(in_channels=3, patch_size=patch, base_dim=width, z_dim=z_dim,
+                              decoder_base_dim=dec_width // structure["dim_mult"][-1], **structure, **stats)
+    except ValueError as e:
+        raise UnsupportedCheckpoint(f"{family} VAE with an unsupported structure: {e}") from e
 
 
 def build_vae(cfg) -> torch.nn.Module:
@@ -258,7 +288,7 @@ def _notes(family: str, cfg, dtypes: Mapping[str, str]) -> tuple[str, ...]:
     released = RELEASED[family]
     if any(getattr(cfg, k) != v for k, v in released.items()):
         notes.append(f"not the released size ({', '.join(f'{k}={v}' for k, v in released.items())}): "
-                     f"base_dim={cfg.base_dim}, z_dim={cfg.z_dim}")
+                     + ", ".join(f"{k}={getattr(cfg, k)}" for k in released))
     if not cfg.latents_mean:
         notes.append(f"z_dim={cfg.z_dim} has no published latent statistics: latents are not normalised")
     return tuple(notes)
@@ -273,16 +303,12 @@ def detect_vae(shapes: Shapes, dtypes: Mapping[str, str] | None = None) -> Detec
         return None
     version, layout = found
     family = f"wan{version}-vae"
-    if version == "2.1":
-        cfg = config_21(shapes, layout)
-    else:
-        from .vae22 import config_22
-        cfg = config_22(shapes, layout)
+    cfg = config_21(shapes, layout) if version == "2.1" else config_22(shapes, layout)
     key_map = key_map_for(version, layout, cfg.num_res_blocks)
     check_keys(cfg, shapes, key_map, f"Wan {version}")
     return Detected(kind="vae", family=family, cfg=cfg, layout=layout, key_map=key_map,
                     notes=_notes(family, cfg, dtypes or {}))
 
 
-__all__ = ["detect_vae", "config_21", "key_map_for", "comfy22_key", "build_vae", "check_keys",
+__all__ = ["detect_vae", "config_21", "config_22", "key_map_for", "comfy22_key", "build_vae", "check_keys",
            "WAN21_LATENTS_MEAN", "WAN21_LATENTS_STD", "WAN22_LATENTS_MEAN", "WAN22_LATENTS_STD", "RELEASED"]
