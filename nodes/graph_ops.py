@@ -19,7 +19,7 @@ from einops import rearrange, repeat
 from sora_core import budget, geometry, pipeline
 from sora_core.media import clips
 from sora_core.diffusion import conditions
-from sora_core.diffusion.flow import TextCond, make_noise, sigma_schedule
+from sora_core.diffusion.flow import TextCond, make_noise
 from sora_core.diffusion.samplers import get_sampler
 from sora_core.weights import load_component
 
@@ -191,7 +191,8 @@ def sample(handle: LoadedModel, prompt: PromptConditioning, latent: dict, seed: 
            sampler: str, shift: float, denoise: float = 1.0,
            frame_conditions: Sequence[conditions.FrameCondition] = (), condition_mode: str = "timestep",
            callback: Callable[[int, torch.Tensor], None] | None = None) -> dict:
-    """Denoise a LATENT: pure noise (denoise = 1) or SDEdit of its samples (denoise < 1).
+    """Denoise a LATENT: pure noise (denoise = 1) or SDEdit of its samples (denoise < 1: the plan of
+    ``conditions.sdedit``, with the frame conditions on top, sampled along its truncated schedule).
 
     Noise comes from ``seed`` on the CPU. ``callback(step, denoised)`` after every step.
     """
@@ -203,12 +204,13 @@ def sample(handle: LoadedModel, prompt: PromptConditioning, latent: dict, seed: 
     check_budget(handle, _latent_geometry(handle, x), x.shape[0], decode=False)
     generator = torch.Generator().manual_seed(int(seed))
     noise = make_noise(tuple(x.shape), generator, model.device)
-    sigmas = sigma_schedule(steps, shift, denoise)
+    plan = conditions.as_plan(frame_conditions)
+    if denoise < 1.0:
+        plan = conditions.sdedit(None, x.to(model.device), denoise).with_conditions(plan.conditions)
     report = None if callback is None else (lambda info: callback(info["i"] + 1, info["denoised"]))
     out = pipeline.sample_latents(
-        model, noise, prompt.cond, prompt.uncond, sigmas=sigmas, cfg=cfg, sampler=sampler,
-        conditions=tuple(frame_conditions), condition_mode=condition_mode,
-        init_latent=x.to(model.device) if denoise < 1.0 else None, generator=generator, callback=report,
+        model, noise, prompt.cond, prompt.uncond, sigmas=plan.schedule(steps, shift), cfg=cfg, sampler=sampler,
+        conditions=plan, condition_mode=condition_mode, generator=generator, callback=report,
         autocast_dtype=handle.dtype)
     return {"samples": out.float().cpu()}
 

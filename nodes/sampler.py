@@ -1,4 +1,5 @@
-"""The DiT sampler: text + patch-grid noise (+ frame conditions, + SDEdit source) -> latents, with a
+"""The DiT sampler: text + patch-grid noise (+ frame conditions, + SDEdit of the input latent when
+denoise < 1: the ``conditions.sdedit`` plan, as in ``generate`` and ``sora eval``) -> latents, with a
 progress bar and latent previews in ComfyUI, interruptible between steps."""
 
 from __future__ import annotations

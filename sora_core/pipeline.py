@@ -7,6 +7,8 @@
 The steps are public so the ComfyUI nodes and the command line compose the same code:
 ``encode_prompts`` -> ``make_noise_grid`` -> ``sample_latents`` (CFG, frame conditions, sampler)
 -> ``decode_latents``; ``encode_video`` turns pixels into latents for conditions and SDEdit.
+SDEdit is a condition plan too (``conditions.sdedit``): its start and its truncated schedule
+(``plan.schedule(steps, shift)``) go through the same ``sample_latents``.
 
 A model directory holds ``vae.safetensors``, ``text_encoder.safetensors`` and ``dit.safetensors``,
 each with its config in the metadata (``weights.py``). The DiT file may also carry
@@ -19,15 +21,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .diffusion.conditions import ConditionPlan, FrameCondition, condition_denoiser, prepare_latent, resolve
+from .diffusion.conditions import (ConditionError, ConditionPlan, FrameCondition, Start, as_plan, condition_denoiser,
+                                   prepare_latent, resolve)
 from .configs import ConfigError, DiTConfig, ScheduleConfig, TextEncoderConfig, VAEConfig, from_dict, from_json, to_json
-from .diffusion.flow import FlowDenoiser, TextCond, cfg_denoiser, check_cfg, check_shift, make_noise, sigma_schedule
+from .diffusion.flow import FlowDenoiser, TextCond, cfg_denoiser, check_cfg, check_shift, make_noise
 from .geometry import LatentGeometry
 from .diffusion.samplers import get_sampler
 from .weights import load_component, read_config, read_metadata, save_component
@@ -218,29 +221,43 @@ def make_noise_grid(model: SoraModel, geometry: LatentGeometry, generator: torch
     return make_noise(geometry.latent_shape(model.spec.vae.z_dim, batch), generator, model.device)
 
 
+def _start_latent(plan: ConditionPlan, noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor | None:
+    """The plan's SDEdit source latents (None without a start), checked against the noise grid and
+    against a schedule that would ignore them (one starting at pure noise)."""
+    if plan.start is None:
+        return None
+    z = plan.start.latents
+    if z.shape[1:] != noise.shape[1:]:
+        raise ConditionError(f"the SDEdit source latents have shape {tuple(z.shape)}; the noise grid is "
+                             f"{tuple(noise.shape)}: generate at the source's frame count and size")
+    if plan.denoise < 1.0 and float(sigmas[0]) >= 1.0:
+        raise ConditionError(f"the plan edits a source (SDEdit, denoise={plan.denoise:g}) but the sigmas start "
+                             f"at pure noise: sample along plan.schedule(steps, shift)")
+    return z
+
+
 @torch.no_grad()
 def sample_latents(model: SoraModel, noise: torch.Tensor, cond: TextCond, uncond: TextCond | None = None, *,
                    sigmas: torch.Tensor, cfg: float = 1.0, sampler: str = "euler",
                    conditions: Sequence[FrameCondition] | ConditionPlan = (), condition_mode: str = "timestep",
-                   init_latent: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                   callback: Callable[[dict], None] | None = None,
+                   generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
                    autocast_dtype: torch.dtype | None = torch.bfloat16) -> torch.Tensor:
     """Denoise from ``noise`` (B, C, T, H, W) along ``sigmas`` -> clean latents (B, C, T, H, W).
 
-    The start is ``init_latent`` (SDEdit source, or zeros) and the conditions' clean frames noised to
-    ``sigmas[0]``; ``cfg != 1`` needs ``uncond``. ``generator`` feeds stochastic samplers.
+    ``conditions``: frame conditions or a ``ConditionPlan``. The start is the plan's SDEdit source
+    (``conditions.sdedit``; ``sigmas`` then come from ``plan.schedule(steps, shift)``) or zeros, with
+    the conditions' clean frames, all noised to ``sigmas[0]``. ``cfg != 1`` needs ``uncond``;
+    ``generator`` feeds stochastic samplers.
     """
     sample = get_sampler(sampler)
     cfg = check_cfg(cfg)
     if cfg != 1.0 and uncond is None:
         raise ValueError(f"cfg={cfg} needs an unconditional (negative prompt) conditioning")
-    if init_latent is not None and init_latent.shape[1:] != noise.shape[1:]:
-        raise ValueError(f"init_latent has shape {tuple(init_latent.shape)}; the noise grid is {tuple(noise.shape)}")
-    if isinstance(conditions, ConditionPlan):
-        conditions = conditions.conditions
+    plan = as_plan(conditions)
+    init_latent = _start_latent(plan, noise, sigmas)
     denoiser = cfg_denoiser(FlowDenoiser(model.dit, autocast_dtype), cond, uncond if uncond is not None else cond, cfg)
-    cond_latent, mask = resolve(list(conditions), tuple(noise.shape), noise.device)
-    if conditions:
+    cond_latent, mask = resolve(list(plan.conditions), tuple(noise.shape), noise.device)
+    if plan.conditions:
         denoiser = condition_denoiser(denoiser, cond_latent, mask, noise, condition_mode)
     x = prepare_latent(noise, sigmas[0], cond_latent, mask, init_latent)
     return sample(denoiser, x, sigmas, callback=callback, generator=generator)
@@ -285,6 +302,21 @@ def _generator(seed: int | None, generator: torch.Generator | None) -> tuple[tor
     return torch.Generator().manual_seed(seed), seed
 
 
+def _sdedit_shorthand(conditions: Sequence[FrameCondition] | ConditionPlan, init_latent: torch.Tensor | None,
+                     denoise: float) -> ConditionPlan:
+    """The conditions as a plan, with ``generate``'s ``init_latent`` / ``denoise`` (a shorthand for
+    ``conditions.sdedit(None, init_latent, denoise)``) as its start."""
+    plan = as_plan(conditions)
+    if init_latent is None:
+        if denoise != 1.0:
+            raise ValueError(f"denoise={denoise} edits an existing video: pass its latents as init_latent, or "
+                             f"conditions=conditions.sdedit(vae, video, denoise)")
+        return plan
+    if plan.start is not None:
+        raise ValueError("the conditions already carry an SDEdit start (conditions.sdedit); drop init_latent / denoise")
+    return replace(plan, start=Start(init_latent, denoise))
+
+
 def generate(model: SoraModel, prompt: str, negative_prompt: str = "", *, frames: int | None = None,
              height: int | None = None, width: int | None = None, steps: int | None = None,
              cfg: float | None = None, sampler: str | None = None, shift: float | None = None,
@@ -293,9 +325,11 @@ def generate(model: SoraModel, prompt: str, negative_prompt: str = "", *, frames
              denoise: float = 1.0, condition_mode: str = "timestep", callback: Callable[[dict], None] | None = None,
              device: torch.device | str | None = None,
              autocast_dtype: torch.dtype | None = torch.bfloat16) -> GenerationResult:
-    """Text (+ frame conditions, + SDEdit source) -> one video. Unset options take the model's
+    """Text (+ a condition plan: frame conditions, SDEdit) -> one video. Unset options take the model's
     schedule and defaults. Noise is drawn on the CPU from ``seed`` (random when unset) or ``generator``.
-    ``callback`` gets the sampler's dict(i, x, sigma, sigma_next, denoised) plus ``steps``."""
+    ``conditions=conditions.sdedit(...)`` edits a video (at its size); ``init_latent`` + ``denoise`` are a
+    shorthand for that plan. ``callback`` gets the sampler's dict(i, x, sigma, sigma_next, denoised)
+    plus ``steps``."""
     d, s = model.defaults, model.schedule
     geometry = model.geometry(d.frames if frames is None else frames, d.height if height is None else height,
                               d.width if width is None else width)
@@ -305,9 +339,8 @@ def generate(model: SoraModel, prompt: str, negative_prompt: str = "", *, frames
     sampler = s.sampler if sampler is None else sampler
     get_sampler(sampler)
     shift = check_shift(s.shift, stored + "shift") if shift is None else check_shift(shift)
-    sigmas = sigma_schedule(steps, shift, denoise)
-    if denoise < 1.0 and init_latent is None:
-        raise ValueError(f"denoise={denoise} edits an existing video: pass its latents as init_latent")
+    plan = _sdedit_shorthand(conditions, init_latent, denoise)
+    sigmas = plan.schedule(steps, shift)
     if device is not None:
         model.to(device)
     gen, seed = _generator(seed, generator)
@@ -315,8 +348,8 @@ def generate(model: SoraModel, prompt: str, negative_prompt: str = "", *, frames
     noise = make_noise_grid(model, geometry, gen)
     report = None if callback is None else (lambda info: callback({**info, "steps": steps}))
     latents = sample_latents(model, noise, cond, uncond, sigmas=sigmas, cfg=cfg, sampler=sampler,
-                             conditions=conditions, condition_mode=condition_mode, init_latent=init_latent,
-                             generator=gen, callback=report, autocast_dtype=autocast_dtype)
+                             conditions=plan, condition_mode=condition_mode, generator=gen, callback=report,
+                             autocast_dtype=autocast_dtype)
     video = decode_latents(model, latents, autocast_dtype)
     return GenerationResult(video[0], latents, geometry, seed, sigmas)
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from einops import reduce, repeat
 
-from sora_core.diffusion.conditions import ConditionError, FrameCondition, condition_denoiser, connect, encode_end, extend_backward, extend_forward, image_at_end, image_to_video, loop, prepare_latent, resolve, sdedit
+from sora_core.diffusion.conditions import ConditionError, ConditionPlan, FrameCondition, Start, as_plan, condition_denoiser, connect, encode_end, extend_backward, extend_forward, image_at_end, image_to_video, loop, prepare_latent, resolve, sdedit
 from sora_core.configs import vae_preset
 from sora_core.diffusion.flow import add_noise, expand_sigma, sdedit_start_sigma, sigma_schedule
 from sora_core.diffusion.samplers import SAMPLERS
@@ -133,19 +133,67 @@ def test_replace_mode_renoises_to_current_level():
 
 def test_all_frames_held_skips_the_model():
     rec = Recorder(gaussian_denoiser)
-    plan = sdedit(_clip(5), denoise=0.5, shift=3.0)
-    _run(list(plan.conditions), steps=8, denoiser=rec)
     start = sdedit_start_sigma(0.5, 3.0)
+    _run([FrameCondition(_clip(5), 0, 1.0 - start)], steps=8, denoiser=rec)
     assert len(rec.calls) == 4 and all(float(s) <= start + 1e-5 for _, s in rec.calls)
 
 
-def test_sdedit_condition_matches_init_latent_path():
-    """SDEdit as a condition over the full schedule == sampling from the noised init latent."""
-    src, noise = _clip(5), torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))
-    via_cond, _, _ = _run(list(sdedit(src, 0.5, 3.0).conditions), steps=8)
-    sig = sigma_schedule(4, 3.0, denoise=0.5)
-    via_init = SAMPLERS["euler"](gaussian_denoiser, prepare_latent(noise, sig[0], init_latent=src), sig)
-    assert torch.allclose(via_cond, via_init, atol=1e-5)
+def _run_plan(plan, sampler="euler", steps=4, seed=0):
+    """Sample a plan the way the pipeline does: its start and conditions along ``plan.schedule``."""
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(seed))
+    cond, mask = resolve(plan.conditions, SHAPE)
+    sig = plan.schedule(steps, 3.0)
+    init = None if plan.start is None else plan.start.latents
+    x = prepare_latent(noise, sig[0], cond, mask, init)
+    return SAMPLERS[sampler](condition_denoiser(gaussian_denoiser, cond, mask, noise), x, sig)
+
+
+def test_sdedit_plan_matches_held_condition_for_euler():
+    """The SDEdit plan (start + truncated schedule) == holding every frame at strength 1 - start level
+    over the full schedule with twice the steps (Euler keeps held frames on their noising path)."""
+    src = _clip(5)
+    via_cond, _, _ = _run([FrameCondition(src, 0, 1.0 - sdedit_start_sigma(0.5, 3.0))], steps=8)
+    assert torch.allclose(_run_plan(sdedit(None, src, 0.5)), via_cond, atol=1e-5)
+
+
+def test_sdedit_plan_start_schedule_and_span():
+    src = _clip(5)
+    plan = sdedit(None, src, 0.4)
+    assert plan.conditions == () and plan.start.latents is src and plan.denoise == 0.4
+    assert torch.equal(plan.schedule(6, 3.0), sigma_schedule(6, 3.0, denoise=0.4))
+    assert torch.equal(as_plan([]).schedule(6, 3.0), sigma_schedule(6, 3.0))      # no start: full schedule
+    span = sdedit(None, src, 0.4, span=(2, -1))
+    assert [(c.position, c.frames, c.strength) for c in span.conditions] == [(0, 2, 1.0), (4, 1, 1.0)]
+    out, free = _run_plan(span), _run_plan(plan)
+    assert torch.allclose(out[:, :, [0, 1, 4]], src[:, :, [0, 1, 4]], atol=1e-5)
+    assert (free[:, :, [0, 1, 4]] - src[:, :, [0, 1, 4]]).abs().mean() > 0.1     # unpinned they move
+    assert as_plan(list(span.conditions)).conditions == span.conditions and as_plan(plan) is plan
+    extra = FrameCondition(src[:, :, :1], 3)
+    assert plan.with_conditions([extra]).conditions == (extra,) and plan.with_conditions([extra]).start is plan.start
+
+
+def test_sdedit_encodes_pixels_at_the_start():
+    vae = PoolVAE()
+    video = torch.rand(3, 9, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    plan = sdedit(vae, video, 0.5)
+    assert torch.equal(plan.start.latents, vae.encode(video[None]))
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: sdedit(_clip(5), 0.5, 3.0), "pass vae=None"),                   # the old (latents, denoise, shift)
+    (lambda: sdedit(None, _clip(5), 0.0), r"denoise must be a number in \(0, 1\]"),
+    (lambda: sdedit(None, _clip(5), 1.5), r"in \(0, 1\]"),
+    (lambda: sdedit(None, _clip(5), float("nan")), r"in \(0, 1\]"),
+    (lambda: sdedit(None, _clip(5), "0.5"), r"in \(0, 1\]"),
+    (lambda: sdedit(None, torch.zeros(2, 5, 4, 4), 0.5), r"\(B, C, T, H, W\)"),
+    (lambda: sdedit(None, _clip(5), 0.5, span=(2, 2)), "need 0 <= first < stop <= 5"),
+    (lambda: sdedit(None, _clip(5), 0.5, span=(0, 6)), "outside the source's 5 latent frames"),
+    (lambda: sdedit(None, _clip(5), 0.5, span=("a", 1)), r"\(first, stop\) latent frames"),
+    (lambda: Start(_clip(5), True), r"in \(0, 1\]"),
+])
+def test_sdedit_errors(call, match):
+    with pytest.raises(ConditionError, match=match):
+        call()
 
 
 # ---------------------------------------------------------------------------------------------

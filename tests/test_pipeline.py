@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sora_core import pipeline
-from sora_core.diffusion.conditions import FrameCondition, image_to_video
+from sora_core.diffusion.conditions import FrameCondition, image_to_video, sdedit
 from sora_core.configs import ScheduleConfig, dit_preset, replace, text_encoder_preset, vae_preset
 from sora_core.models.dit import DiT
 from sora_core.geometry import GeometryError
@@ -89,12 +89,29 @@ def test_image_condition_kept(model, mode):
 
 
 def test_sdedit_strength_controls_distance(model):
-    src = encode_video(model, torch.rand(3, 5, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1)
-    dist = [(latents_of(model, "a ball", init_latent=src, denoise=d) - src).abs().mean().item()
+    video = torch.rand(3, 5, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    src = encode_video(model, video)
+    assert torch.equal(sdedit(model.vae, video, 0.5).start.latents, src)       # pixels encoded like encode_video
+    dist = [(latents_of(model, "a ball", conditions=sdedit(None, src, d), denoise=d) - src).abs().mean().item()
             for d in (0.1, 0.5, 1.0)]
     assert dist[0] < dist[1] < dist[2], dist
     with pytest.raises(ValueError, match="init_latent"):
         generate(model, "a ball", seed=0, denoise=0.5, **SIZE)
+
+
+def test_sdedit_plan_in_generate(model):
+    """generate(conditions=sdedit plan) == its init_latent / denoise shorthand; with an image condition
+    on top, the image's frame is kept and the schedule stays the truncated one."""
+    video = torch.rand(1, 3, 5, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    src = encode_video(model, video)
+    plan = sdedit(model.vae, video, 0.6)
+    a = generate(model, "a ball", seed=3, conditions=plan, **SIZE)
+    b = generate(model, "a ball", seed=3, init_latent=src, denoise=0.6, **SIZE)
+    assert torch.equal(a.latents, b.latents) and torch.equal(a.sigmas, sigma_schedule(2, 3.0, 0.6))
+    image = image_to_video(model.vae, video[:, :, :1])
+    both = generate(model, "a ball", seed=3, conditions=plan.with_conditions(image.conditions), **SIZE)
+    assert torch.allclose(both.latents[:, :, :1], image.conditions[0].latents, atol=1e-4)
+    assert torch.equal(both.sigmas, a.sigmas) and not torch.allclose(both.latents, a.latents)
 
 
 def test_bad_requests(model):

@@ -18,6 +18,10 @@ sigma drops below l the frame is free and is denoised like the rest, starting fr
 noised to that level: per-frame SDEdit. So s = 1 pins the frame exactly, s = 0 leaves it free, and
 s in between lets it change, less the closer s is to 1.
 
+SDEdit (video-to-video) is a plan with a ``Start`` (source latents + strength ``denoise``): sampling
+starts from the source noised to the first level of ``plan.schedule(steps, shift)`` (the truncated
+schedule) instead of pure noise; frame conditions apply on top (``sdedit(span=...)`` pins the rest).
+
 Causal VAE subtlety (ft = temporal factor): latent frame 0 encodes pixel frame 0 alone, latent frame
 k >= 1 encodes pixel frames 1 + (k-1) ft ... k ft. The helpers below choose pixel frames so that the
 encoded condition has the same layout as the output position it is placed at:
@@ -32,7 +36,7 @@ encoded condition has the same layout as the output position it is placed at:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -40,7 +44,7 @@ from einops import rearrange, repeat
 
 from ..geometry import group_frames, pixel_frames
 from ..media.clips import crossfade
-from .flow import Denoiser, add_noise, expand_sigma, sdedit_start_sigma
+from .flow import Denoiser, add_noise, expand_sigma, sigma_schedule
 
 
 class ConditionError(ValueError):
@@ -175,8 +179,27 @@ def condition_denoiser(denoiser: Denoiser, cond_latent: torch.Tensor, mask: torc
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)
+class Start:
+    """Where sampling starts instead of pure noise (SDEdit): clean latents (B|1, C, T, H, W) of the
+    whole output noised to the first level of ``flow.sigma_schedule(steps, shift, denoise)``;
+    ``denoise`` in (0, 1]: 1 = from pure noise, lower keeps more of the latents."""
+    latents: torch.Tensor
+    denoise: float = 1.0
+
+    def __post_init__(self):
+        if not isinstance(self.latents, torch.Tensor) or self.latents.ndim != 5:
+            shape = tuple(self.latents.shape) if isinstance(self.latents, torch.Tensor) else type(self.latents)
+            raise ConditionError(f"the SDEdit source latents must have shape (B, C, T, H, W), got {shape}")
+        d = self.denoise
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.0 < d <= 1.0:
+            raise ConditionError(f"SDEdit denoise must be a number in (0, 1] (1 = from pure noise, lower keeps "
+                                 f"more of the source), got {d!r}")
+
+
+@dataclass(frozen=True, eq=False)
 class ConditionPlan:
-    """Conditions for one feature plus how to splice the generated pixels with the given ones.
+    """Conditions for one feature, an optional SDEdit ``start``, and how to splice the generated
+    pixels with the given ones.
 
     ``assemble(generated)`` returns before + generated[drop_start : T - drop_end] + after, where
     ``before``/``after`` are given pixel videos (B, 3, T, H, W) or None; the generated frames at
@@ -187,6 +210,20 @@ class ConditionPlan:
     after: torch.Tensor | None = None
     drop_start: int = 0
     drop_end: int = 0
+    start: Start | None = None
+
+    @property
+    def denoise(self) -> float:
+        """The SDEdit strength of the plan's start; 1 (from pure noise) without one."""
+        return 1.0 if self.start is None else float(self.start.denoise)
+
+    def schedule(self, steps: int, shift: float = 1.0) -> torch.Tensor:
+        """The flow times (steps + 1,) to sample this plan along (``flow.sigma_schedule``)."""
+        return sigma_schedule(steps, shift, self.denoise)
+
+    def with_conditions(self, extra: Sequence[FrameCondition]) -> "ConditionPlan":
+        """This plan with ``extra`` conditions after its own (they win on the frames they share)."""
+        return replace(self, conditions=tuple(self.conditions) + tuple(extra))
 
     def assemble(self, video: torch.Tensor, fade: bool = True) -> torch.Tensor:
         """Splice a generated video (B, 3, T, H, W) or (3, T, H, W) with the given pixel frames.
@@ -330,16 +367,45 @@ def loop(vae, image: torch.Tensor, strength: float = 1.0) -> ConditionPlan:
     return ConditionPlan(start.conditions + end.conditions, drop_start=1, drop_end=_ft(vae) - 1)
 
 
-def sdedit(latents: torch.Tensor, denoise: float, shift: float = 1.0) -> ConditionPlan:
-    """Video-to-video editing as a condition on every frame: with strength 1 - start level, the frames
-    stay on the source's noising path until the schedule of ``sigma_schedule(..., denoise=denoise)``
-    would start, then are denoised freely (same start level as ``generate(init_latent=..., denoise=)``)."""
-    if latents.ndim != 5:
-        raise ConditionError(f"sdedit latents must have shape (B, C, T, H, W), got {tuple(latents.shape)}")
-    level = sdedit_start_sigma(denoise, shift)
-    return ConditionPlan((FrameCondition(latents, 0, 1.0 - level),))
+def as_plan(conditions: "Sequence[FrameCondition] | ConditionPlan") -> ConditionPlan:
+    """A plan as is, or a sequence of FrameConditions as a plan without start or splicing."""
+    return conditions if isinstance(conditions, ConditionPlan) else ConditionPlan(tuple(conditions))
+
+
+def _span(span, t_lat: int) -> tuple[int, int]:
+    """(first, stop) latent frames of an SDEdit span, negatives counting from the end, checked."""
+    try:
+        first, stop = (int(v) + (t_lat if int(v) < 0 else 0) for v in span)
+    except (TypeError, ValueError):
+        raise ConditionError(f"sdedit span must be (first, stop) latent frames, got {span!r}") from None
+    if not 0 <= first < stop <= t_lat:
+        raise ConditionError(f"sdedit span {tuple(span)} is empty or outside the source's {t_lat} latent frames: "
+                             f"need 0 <= first < stop <= {t_lat} (negatives count from the end)")
+    return first, stop
+
+
+def sdedit(vae, video: torch.Tensor, denoise: float, span: tuple[int, int] | None = None) -> ConditionPlan:
+    """Video-to-video editing (SDEdit): re-generate ``video`` starting from it noised part way.
+
+    ``vae`` encodes the pixel ``video`` (B, 3, T, H, W) / (3, T, H, W) in [-1, 1]; with ``vae=None``,
+    ``video`` is already latents (B, C, T_lat, h, w), e.g. a LATENT's samples. ``denoise`` in (0, 1] is
+    the strength: 1 = from pure noise, lower keeps more of the source. The plan's ``start`` carries
+    both; ``plan.schedule(steps, shift)`` is the truncated schedule, so ``generate(model, prompt,
+    conditions=plan)`` at the source's size does the edit. ``span=(first, stop)`` (latent frames,
+    Python slice bounds) re-generates only those frames: the others are pinned to the source.
+    """
+    if isinstance(vae, torch.Tensor):
+        raise ConditionError("sdedit takes (vae, video, denoise): pass vae=None when video holds latents")
+    latents = video if vae is None else encode_start(vae, _as_video(video, "video"))
+    start = Start(latents, denoise)
+    if span is None:
+        return ConditionPlan((), start=start)
+    t_lat = latents.shape[2]
+    first, stop = _span(span, t_lat)
+    pins = (FrameCondition(latents[:, :, a:b], a, 1.0) for a, b in ((0, first), (stop, t_lat)) if b > a)
+    return ConditionPlan(tuple(pins), start=start)
 
 
 __all__ = ["ConditionError", "MODES", "FrameCondition", "resolve", "prepare_latent", "condition_denoiser",
-           "ConditionPlan", "EXTEND_CONTEXT", "STILL_WARMUP", "encode_start", "encode_end", "image_to_video", "image_at_end", "extend_forward",
+           "Start", "ConditionPlan", "as_plan", "EXTEND_CONTEXT", "STILL_WARMUP", "encode_start", "encode_end", "image_to_video", "image_at_end", "extend_forward",
            "extend_backward", "connect", "loop", "sdedit"]

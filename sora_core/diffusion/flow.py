@@ -77,6 +77,7 @@ def sigma_schedule(steps: int, shift: float = 1.0, denoise: float = 1.0) -> torc
     ``denoise`` in (0, 1] is the SDEdit strength: the schedule is the linear ramp ``denoise -> 0``
     pushed through the shift, so denoise=1 starts from pure noise and denoise=0.5 starts where the full
     schedule is halfway (the same start ComfyUI and diffusers use), always with ``steps`` steps.
+    A condition plan's ``schedule`` (``conditions.ConditionPlan``) is this with its SDEdit start's denoise.
     """
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise FlowError(f"steps must be an integer >= 1, got {steps!r}")

@@ -71,13 +71,13 @@ def truth_frames(model, entry: PromptEntry, seed: int, s: RunSettings, variant: 
     return render(spec)
 
 
-def _generate(model, entry: PromptEntry, seed: int, s: RunSettings, **kw) -> np.ndarray:
+def _generate(model, entry: PromptEntry, seed: int, s: RunSettings, plan=None) -> np.ndarray:
+    """Generate at the run's size and settings, with an optional condition plan (spliced by it)."""
     from ..pipeline import generate
     from ..media.video_io import tensor_to_frames
     frames, height, width, _ = _grid(model, s)
-    plan = kw.pop("plan", None)
     result = generate(model, entry.prompt, frames=frames, height=height, width=width, steps=s.steps,
-                      cfg=s.cfg, sampler=s.sampler, shift=s.shift, seed=seed, conditions=plan if plan is not None else (), **kw)
+                      cfg=s.cfg, sampler=s.sampler, shift=s.shift, seed=seed, conditions=plan if plan is not None else ())
     video = plan.assemble(result.video) if plan is not None else result.video
     return tensor_to_frames(video)
 
@@ -129,12 +129,13 @@ def task_loop(model, entry, seed, s):
 
 
 def task_sdedit(model, entry, seed, s):
+    from ..diffusion.conditions import sdedit
     from ..pipeline import encode_video
     truth = truth_frames(model, entry, seed, s)
-    latents = encode_video(model, _tensor(truth))
+    latents = encode_video(model, _tensor(truth))                     # encoded once, edited at each strength
     clips = []
     for strength in s.strengths:
-        out = _generate(model, entry, seed, s, init_latent=latents, denoise=float(strength))
+        out = _generate(model, entry, seed, s, plan=sdedit(None, latents, float(strength)))
         key = f"structure_iou@{strength:.2f}"
         clips.append(_scored(model, entry, seed, "sdedit", out, {key: M.structure_preservation(truth, out)},
                              suffix=f"_s{strength:.2f}"))
