@@ -23,13 +23,14 @@ ALLOWED = {
     "weights": {"configs", "media", "models"},
     "diffusion": {"geometry", "configs", "media", "models"},
     "budget": {"geometry", "configs", "weights", "models"},
-    "pipeline": {"geometry", "configs", "weights", "budget", "models", "diffusion", "media"},
+    "loading": {"geometry", "configs", "weights", "models", "media", "budget"},
+    "pipeline": {"geometry", "configs", "weights", "budget", "loading", "models", "diffusion", "media"},
     "prompts": {"geometry", "world"},
-    "evaluation": {"geometry", "configs", "weights", "budget", "models", "diffusion", "media", "pipeline",
+    "evaluation": {"geometry", "configs", "weights", "budget", "loading", "models", "diffusion", "media", "pipeline",
                    "prompts", "world"},
-    "train": {"geometry", "configs", "weights", "budget", "models", "diffusion", "media", "pipeline",
+    "train": {"geometry", "configs", "weights", "budget", "loading", "models", "diffusion", "media", "pipeline",
               "prompts", "world", "evaluation"},
-    "cli": {"geometry", "configs", "weights", "budget", "models", "diffusion", "media", "pipeline",
+    "cli": {"geometry", "configs", "weights", "budget", "loading", "models", "diffusion", "media", "pipeline",
             "prompts", "world", "evaluation", "train"},
 }
 # never imported by the core: ComfyUI's modules and the pack itself
