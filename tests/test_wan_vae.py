@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from comfy_reference import run_reference
+from sora_core.configs import preset, replace, vae_preset
 from sora_core.models.wan.detect import UnsupportedCheckpoint, detect
 from sora_core.models.wan.vae_keys import (WAN21_LATENTS_MEAN, WAN21_LATENTS_STD, WAN22_LATENTS_MEAN,
                                            WAN22_LATENTS_STD, build_vae, detect_vae)
@@ -38,15 +39,40 @@ def init_weights(module, seed):
 """
 exec(INIT)       # the same initialisation here (diffusers) as in ComfyUI's venv
 
-COMFY21 = INIT + """
-from comfy.ldm.wan.vae import WanVAE
-vae = WanVAE(attn_scales=[], **{cfg!r}).eval()
-init_weights(vae, 0)
-with torch.no_grad():
-    outputs["mu"] = vae.encode(inputs["video"])
-    outputs["decoded"] = vae.decode(inputs["z"])
-outputs.update({{"sd." + k: v for k, v in vae.state_dict().items()}})
+# the released sizes' headers (comfy/sd.py's configs) and a Wan 2.1 1.3B DiT's, built on the meta device
+HEADERS = """
+import comfy.ops
+from comfy.ldm.wan import vae as wan21, vae2_2 as wan22
+from comfy.ldm.wan.model import WanModel
+def header(name, module):
+    for k, v in module.state_dict().items():
+        outputs[f"{name}.{k}"] = torch.tensor(list(v.shape), dtype=torch.int64)
+with torch.device("meta"):
+    modules = {"shape21": wan21.WanVAE(dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                       temperal_downsample=[False, True, True]),
+               "shape22": wan22.WanVAE(dim=160, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                       temperal_downsample=[False, True, True]),
+               "dit": WanModel(model_type="t2v", dim=1536, ffn_dim=8960, num_heads=12, num_layers=30,
+                               operations=comfy.ops.disable_weight_init)}
+for name, module in modules.items():
+    header(name, module)
 """
+
+# Wan 2.2 at widths 16 / 32 (released: 160 / 256): mult 1,2,4,4, 2 residual blocks, time down (no, yes, yes)
+TINY22 = dict(dim=16, dec_dim=32, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+              temperal_downsample=[False, True, True])
+
+# ComfyUI's own modules at TINY21 / TINY22: outputs "<v>.mu", "<v>.decoded" and "<v>.sd.<key>" (its state dict)
+REFERENCE = INIT + """
+from comfy.ldm.wan import vae as wan21, vae2_2 as wan22
+for version, cls, cfg in (("21", wan21.WanVAE, {tiny21!r}), ("22", wan22.WanVAE, {tiny22!r})):
+    vae = cls(attn_scales=[], **cfg).eval()
+    init_weights(vae, 0)
+    with torch.no_grad():
+        outputs[version + ".mu"] = vae.encode(inputs[version + ".video"])
+        outputs[version + ".decoded"] = vae.decode(inputs[version + ".z"])
+    outputs.update({{version + ".sd." + k: v for k, v in vae.state_dict().items()}})
+""" + HEADERS.replace("{", "{{").replace("}", "}}")
 
 
 @pytest.fixture(autouse=True)
@@ -87,20 +113,69 @@ def _stats(values, like: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def comfy21(tmp_path_factory):
-    """ComfyUI's Wan 2.1 VAE at TINY21: its state dict (ComfyUI's layout) and outputs."""
-    inputs = {"video": _video(9, 32), "z": _latents(16, 3, 4)}
-    out = run_reference(COMFY21.format(cfg=TINY21), inputs, tmp_path_factory.mktemp("comfy21"))
-    sd = {k[3:]: v for k, v in out.items() if k.startswith("sd.")}
-    return inputs, sd, out
+def reference(tmp_path_factory):
+    """One run of ComfyUI's code (its torch import dominates): both VAEs' outputs and state dicts, headers."""
+    inputs = {"21.video": _video(9, 32), "21.z": _latents(16, 3, 4),
+              "22.video": _video(9, 64), "22.z": _latents(48, 3, 4)}
+    script = REFERENCE.format(tiny21=TINY21, tiny22=TINY22)
+    return inputs, run_reference(script, inputs, tmp_path_factory.mktemp("comfy_wan_vae"))
 
 
-def _diffusers21():
+def _version(reference, version: str):
+    """(inputs {"video", "z"}, ComfyUI's state dict, its outputs {"mu", "decoded"}) of one VAE."""
+    inputs, out = reference
+    pick = lambda d, p: {k[len(p):]: v for k, v in d.items() if k.startswith(p)}    # noqa: E731
+    return pick(inputs, version + "."), pick(out, version + ".sd."), pick(out, version + ".")
+
+
+@pytest.fixture(scope="module")
+def comfy21(reference):
+    return _version(reference, "21")
+
+
+@pytest.fixture(scope="module")
+def comfy22(reference):
+    return _version(reference, "22")
+
+
+def _headers(out: dict, name: str) -> dict[str, tuple]:
+    """{key: shape} of a header the reference script wrote as ``name.<key>`` shape tensors."""
+    return {k[len(name) + 1:]: tuple(v.tolist()) for k, v in out.items() if k.startswith(name + ".")}
+
+
+def _diffusers(sd_ours: dict[str, torch.Tensor], **config):
+    """diffusers' AutoencoderKLWan holding ``sd_ours`` (our key names = diffusers' names: strict load)."""
     diffusers = pytest.importorskip("diffusers")
-    ref = diffusers.AutoencoderKLWan(base_dim=TINY21["dim"], z_dim=16, dim_mult=TINY21["dim_mult"],
-                                     num_res_blocks=2, temperal_downsample=TINY21["temperal_downsample"]).eval()
-    init_weights(ref, 0)                                   # noqa: F821 (defined by exec(INIT))
+    ref = diffusers.AutoencoderKLWan(**config).eval()
+    ref.load_state_dict(sd_ours, strict=True)
     return ref
+
+
+def _parity_with_diffusers(ref, inputs, comfy_out, stats):
+    """diffusers (holding ComfyUI's weights) = ComfyUI, and ours loaded from diffusers' layout = both."""
+    x, z_raw = inputs["video"], inputs["z"]
+    with torch.no_grad():
+        mu = ref.encode(x).latent_dist.mode()
+        decoded = ref.decode(z_raw).sample
+    _close(mu, comfy_out["mu"])
+    _close(decoded, comfy_out["decoded"].clamp(-1, 1))
+    found, vae = _load(ref.state_dict())
+    assert found.layout == "diffusers"
+    z = vae.encode(x)
+    mean, std = _stats(stats[0], z), _stats(stats[1], z)
+    _close(z * std + mean, mu)
+    _close(vae.decode((z_raw - mean) / std), decoded)
+    return found, vae
+
+
+def _chunking_is_exact(vae, z, x):
+    """Decode one latent frame at a time (flat memory) = decode at once; encode chunking likewise."""
+    whole = vae.decode(z, chunk_latents=z.shape[2])
+    streamed = list(vae.decode_chunks(z, chunk_latents=1))
+    assert [c.shape[2] for c in streamed] == [1] + [vae.temporal_factor] * (z.shape[2] - 1)
+    torch.testing.assert_close(torch.cat(streamed, dim=2), whole, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(vae.decode(z, chunk_latents=2), whole, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(vae.encode(x, chunk_frames=4), vae.encode(x, chunk_frames=8), atol=1e-5, rtol=1e-4)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,6 +192,7 @@ def test_wan21_comfy_layout_is_detected_and_matches_comfyui(comfy21):
     assert (vae.temporal_factor, vae.spatial_factor, cfg.latents_mean) == (4, 8, WAN21_LATENTS_MEAN)
     assert any("not the released size" in n for n in found.notes)
     z = vae.encode(inputs["video"])
+    assert z.shape == (1, 16, 3, 4, 4)
     mean, std = _stats(WAN21_LATENTS_MEAN, z), _stats(WAN21_LATENTS_STD, z)
     _close(z * std + mean, out["mu"])                      # raw posterior mean = ComfyUI's encode
     _close(z, (out["mu"] - mean) / std)                    # what the DiT sees = latent_formats.Wan21.process_in
@@ -124,64 +200,19 @@ def test_wan21_comfy_layout_is_detected_and_matches_comfyui(comfy21):
 
 
 def test_wan21_diffusers_layout_matches_diffusers_and_comfyui(comfy21):
-    inputs, sd_comfy, out = comfy21
-    ref = _diffusers21()
-    found, vae = _load(ref.state_dict())
-    assert (found.family, found.layout) == ("wan2.1-vae", "diffusers")
-    x, z_raw = inputs["video"], inputs["z"]
-    with torch.no_grad():
-        mu = ref.encode(x).latent_dist.mode()
-        decoded = ref.decode(z_raw).sample
-    z = vae.encode(x)
-    mean, std = _stats(WAN21_LATENTS_MEAN, z), _stats(WAN21_LATENTS_STD, z)
-    _close(z * std + mean, mu)
-    _close(vae.decode((z_raw - mean) / std), decoded)
-    # the same weights in both layouts give the same module
-    _, from_comfy = _load(sd_comfy)
-    ours = from_comfy.state_dict()
-    assert set(ours) == set(vae.state_dict())
+    inputs, sd, out = comfy21
+    found, _ = _load(sd)
+    ours = {found.key_map(k): v for k, v in sd.items()}
+    ref = _diffusers(ours, base_dim=32, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                     temperal_downsample=[False, True, True])
+    found, _ = _parity_with_diffusers(ref, inputs, out, (WAN21_LATENTS_MEAN, WAN21_LATENTS_STD))
+    assert found.family == "wan2.1-vae"
 
 
 def test_wan21_chunked_decode_equals_whole_decode(comfy21):
     inputs, sd, _ = comfy21
     _, vae = _load(sd)
-    z = _latents(16, 5, 4, seed=3)
-    whole = vae.decode(z, chunk_latents=5)
-    for chunk in (1, 2):
-        torch.testing.assert_close(vae.decode(z, chunk_latents=chunk), whole, atol=1e-5, rtol=1e-4)
-    streamed = list(vae.decode_chunks(z, chunk_latents=1))
-    assert [c.shape[2] for c in streamed] == [1, 4, 4, 4, 4]          # one latent frame at a time
-    torch.testing.assert_close(torch.cat(streamed, dim=2), whole, atol=1e-5, rtol=1e-4)
-    x = inputs["video"]
-    torch.testing.assert_close(vae.encode(x, chunk_frames=4), vae.encode(x, chunk_frames=8), atol=1e-5, rtol=1e-4)
-
-
-# ---------------------------------------------------------------------------------------------
-# Wan 2.2
-# ---------------------------------------------------------------------------------------------
-
-# Wan 2.2 at widths 16 / 32 (released: 160 / 256): mult 1,2,4,4, 2 residual blocks, time down (no, yes, yes)
-TINY22 = dict(dim=16, dec_dim=32, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
-              temperal_downsample=[False, True, True])
-
-COMFY22 = INIT + """
-from comfy.ldm.wan.vae2_2 import WanVAE
-vae = WanVAE(attn_scales=[], **{cfg!r}).eval()
-init_weights(vae, 0)
-with torch.no_grad():
-    outputs["mu"] = vae.encode(inputs["video"])
-    outputs["decoded"] = vae.decode(inputs["z"])
-outputs.update({{"sd." + k: v for k, v in vae.state_dict().items()}})
-"""
-
-
-@pytest.fixture(scope="module")
-def comfy22(tmp_path_factory):
-    """ComfyUI's Wan 2.2 VAE at TINY22: its state dict (ComfyUI's layout) and outputs."""
-    inputs = {"video": _video(9, 64), "z": _latents(48, 3, 4)}
-    out = run_reference(COMFY22.format(cfg=TINY22), inputs, tmp_path_factory.mktemp("comfy22"))
-    sd = {k[3:]: v for k, v in out.items() if k.startswith("sd.")}
-    return inputs, sd, out
+    _chunking_is_exact(vae, _latents(16, 4, 4, seed=3), inputs["video"])
 
 
 def test_wan22_comfy_layout_is_detected_and_matches_comfyui(comfy22):
@@ -198,3 +229,91 @@ def test_wan22_comfy_layout_is_detected_and_matches_comfyui(comfy22):
     _close(z * std + mean, out["mu"])
     _close(z, (out["mu"] - mean) / std)                    # latent_formats.Wan22.process_in
     _close(vae.decode((inputs["z"] - mean) / std), out["decoded"].clamp(-1, 1))
+
+
+def test_wan22_diffusers_layout_matches_diffusers_and_comfyui(comfy22):
+    inputs, sd, out = comfy22
+    found, _ = _load(sd)
+    ours = {found.key_map(k): v for k, v in sd.items()}
+    ref = _diffusers(ours, base_dim=16, decoder_base_dim=32, z_dim=48, dim_mult=[1, 2, 4, 4], num_res_blocks=2,
+                     temperal_downsample=[False, True, True], is_residual=True, in_channels=12, out_channels=12,
+                     patch_size=2, scale_factor_spatial=16, latents_mean=list(WAN22_LATENTS_MEAN),
+                     latents_std=list(WAN22_LATENTS_STD))
+    found, _ = _parity_with_diffusers(ref, inputs, out, (WAN22_LATENTS_MEAN, WAN22_LATENTS_STD))
+    assert found.family == "wan2.2-vae" and found.cfg.decoder_base_dim == 32
+
+
+def test_wan22_chunked_decode_and_training_pass_equal_the_whole_pass(comfy22):
+    inputs, sd, _ = comfy22
+    _, vae = _load(sd)
+    x, z = inputs["video"], _latents(48, 4, 2, seed=3)
+    _chunking_is_exact(vae, z, x)
+    with torch.no_grad():                                   # the training path: one causal pass, no cache
+        recon, mean, _ = vae(x, sample=False)
+    torch.testing.assert_close(mean, vae.encode(x), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(recon.clamp(-1, 1), vae.decode(mean), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(vae.decode(z, tile_size=64), vae.decode(z), atol=1e-6, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Released sizes, other files, errors (headers only)
+# ---------------------------------------------------------------------------------------------
+
+def test_released_sizes_are_detected(reference):
+    _, out = reference
+    found = detect(_headers(out, "shape21"), kind="vae")
+    assert (found.family, found.layout, found.notes) == ("wan2.1-vae", "comfyui", ())
+    assert found.cfg == replace(vae_preset("wan2.1"), latents_mean=WAN21_LATENTS_MEAN,
+                                latents_std=WAN21_LATENTS_STD)
+    found = detect(_headers(out, "shape22"), {}, kind="vae")
+    assert (found.family, found.layout, found.notes) == ("wan2.2-vae", "comfyui", ())
+    assert found.cfg == replace(preset("vae22", "wan2.2"), latents_mean=WAN22_LATENTS_MEAN,
+                                latents_std=WAN22_LATENTS_STD)
+    diffusers = pytest.importorskip("diffusers")
+    with torch.device("meta"):
+        d21 = diffusers.AutoencoderKLWan()
+        d22 = diffusers.AutoencoderKLWan(base_dim=160, decoder_base_dim=256, z_dim=48, is_residual=True,
+                                         in_channels=12, out_channels=12, patch_size=2, scale_factor_spatial=16)
+    for module, family in ((d21, "wan2.1-vae"), (d22, "wan2.2-vae")):
+        found = detect({k: tuple(v.shape) for k, v in module.state_dict().items()}, {}, kind="vae")
+        assert (found.family, found.layout, found.notes) == (family, "diffusers", ())
+
+
+def test_a_dit_given_as_vae_is_named(reference):
+    _, out = reference
+    dit = _headers(out, "dit")
+    assert detect_vae(dit, {}) is None
+    with pytest.raises(UnsupportedCheckpoint, match="diffusion model .*not a VAE"):
+        detect(dit, {}, kind="vae")
+
+
+@pytest.mark.parametrize("name", ["shape21", "shape22"])
+def test_wrong_shapes_and_missing_keys_are_named(reference, name):
+    _, out = reference
+    shapes = _headers(out, name)
+    wrong = dict(shapes, **{"decoder.head.2.weight": (3, 7, 3, 3, 3)})
+    with pytest.raises(UnsupportedCheckpoint, match=r"shape mismatch.*decoder\.head\.2\.weight \(file \(3, 7, 3, 3, 3\)"):
+        detect_vae(wrong, {})
+    cut = {k: v for k, v in shapes.items() if not k.startswith("decoder.middle.2.")}
+    with pytest.raises(UnsupportedCheckpoint, match=r"missing key.*decoder\.mid_block\.resnets\.1\."):
+        detect_vae(cut, {})
+    extra = dict(shapes, **{"decoder.extra.weight": (4,)})
+    with pytest.raises(UnsupportedCheckpoint, match=r"unexpected key.*decoder\.extra\.weight"):
+        detect_vae(extra, {})
+    no_post = {k: v for k, v in shapes.items() if not k.startswith("conv2.")}
+    with pytest.raises(UnsupportedCheckpoint, match="'conv2.weight' is missing"):
+        detect_vae(no_post, {})
+
+
+def test_other_files_are_not_vaes():
+    assert detect_vae({"encoder.block.0.layer.0.SelfAttention.q.weight": (64, 64)}, {}) is None
+    assert detect_vae({"decoder.conv_in.weight": (8, 4, 3, 3)}, {}) is None
+
+
+def test_uneven_stages_are_refused():
+    cfg = vae_preset("tiny4")
+    from sora_core.models.vae import VideoVAE
+    shapes = {k: tuple(v.shape) for k, v in VideoVAE(cfg).state_dict().items()}
+    shapes = {k: v for k, v in shapes.items() if not k.startswith("encoder.down_blocks.1.")}     # stages of 2 and 1
+    with pytest.raises(UnsupportedCheckpoint, match="same number"):
+        detect_vae(shapes, {})

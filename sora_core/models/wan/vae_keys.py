@@ -262,14 +262,14 @@ def check_keys(cfg, shapes: Shapes, key_map: Callable[[str], str | None], family
     raises UnsupportedCheckpoint listing missing / unexpected keys and shape mismatches."""
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in build_vae(cfg).state_dict().items()}
-    got = {}
+    got, origin = {}, {}
     for k, shape in shapes.items():
         new = key_map(k)
         if new is not None:
-            got[new] = tuple(shape)
-    missing = sorted(set(expected) - set(got))
-    unexpected = sorted(set(got) - set(expected))
-    wrong = sorted(f"{k} (file {got[k]}, expected {expected[k]})" for k in set(got) & set(expected)
+            got[new], origin[new] = tuple(shape), k
+    missing = sorted(set(expected) - set(got))                            # named as in our module
+    unexpected = sorted(origin[k] for k in set(got) - set(expected))      # named as in the file
+    wrong = sorted(f"{origin[k]} (file {got[k]}, expected {expected[k]})" for k in set(got) & set(expected)
                    if got[k] != expected[k])
     problems = [f"{len(items)} {title}: {', '.join(items[:_LIST])}" + (" ..." if len(items) > _LIST else "")
                 for title, items in (("missing key(s)", missing), ("unexpected key(s)", unexpected),
