@@ -22,7 +22,7 @@ from torch import nn
 
 from ..text import check_texts
 from .tokenizer import UMT5Tokenizer, find_tokenizer
-from .umt5 import UMT5Encoder, build_umt5, detect_umt5
+from .umt5 import UMT5Encoder, detect_umt5, umt5_from_state
 
 
 class UMT5TextEncoder(nn.Module):
@@ -83,7 +83,7 @@ def umt5_text_encoder(state: Mapping[str, torch.Tensor], shapes_source: str | Pa
     if found is None:
         raise ValueError(f"{str(shapes_source)!r} is not a umT5 text encoder (no {'encoder.block.0'} keys)")
     tok = tokenizer if tokenizer is not None else find_tokenizer(shapes_source)
-    enc = build_umt5(found.cfg, state, found.key_map, device, compute_dtype, source=str(shapes_source))
+    enc = umt5_from_state(found.cfg, state, found.key_map, device, compute_dtype, source=str(shapes_source))
     return UMT5TextEncoder(tok, enc, **kw)
 
 

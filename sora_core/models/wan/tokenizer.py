@@ -16,6 +16,7 @@ the real tokens (EOS included).
 from __future__ import annotations
 
 import html
+import os
 import re
 import warnings
 from pathlib import Path
@@ -138,7 +139,7 @@ def tokenizer_places(weights: str | Path) -> list[Path]:
     """The files looked at beside ``weights`` (a file or a folder), in order."""
     weights = Path(weights)
     base = weights if weights.is_dir() else weights.parent
-    return [Path(base, sub, name) for sub in SUBFOLDERS for name in BESIDE]
+    return [Path(os.path.normpath(base / sub / name)) for sub in SUBFOLDERS for name in BESIDE]
 
 
 def find_tokenizer(weights: str | Path) -> UMT5Tokenizer:
@@ -155,7 +156,7 @@ def find_tokenizer(weights: str | Path) -> UMT5Tokenizer:
     for p in places:
         if p.is_file():
             return UMT5Tokenizer.from_file(p)
-    looked = ", ".join(str(p.parent / "{" + ",".join(BESIDE) + "}") for p in places[::len(BESIDE)])
+    looked = ", ".join(f"{p.parent}{os.sep}{{{','.join(BESIDE)}}}" for p in places[::len(BESIDE)])
     raise TokenizerNotFound(
         f"no umT5 tokenizer for {str(weights)!r}: the file has no {SPIECE_KEY!r} tensor (ComfyUI's "
         f"umt5_xxl_*.safetensors embed it) and none of {looked} exists. Put the umT5 tokenizer's spiece.model "

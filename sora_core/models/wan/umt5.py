@@ -200,6 +200,8 @@ class UMT5Encoder(nn.Module):
     ``dtype`` is the storage dtype of a freshly built module (loading adopts the file's);
     ``compute_dtype`` the dtype activations are computed in (weights are upcast per layer)."""
 
+    keeps_storage_dtype = True          # sora_core.loading: the layers upcast themselves (and adopt fp8 scales)
+
     def __init__(self, cfg: UMT5Config, dtype=None, device=None, compute_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.cfg, self.compute_dtype = cfg, compute_dtype
@@ -227,11 +229,18 @@ class UMT5Encoder(nn.Module):
         return torch.where(rearrange(mask, "b l -> b l 1"), x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
-def build_umt5(cfg: UMT5Config, state: Mapping[str, torch.Tensor], key_map=None, device=None,
-               compute_dtype: torch.dtype = torch.float32, source: str = "the text encoder file") -> UMT5Encoder:
-    """An encoder holding ``state``'s tensors as they are (storage dtype kept, no fp32 copy): built on the
-    meta device, then assigned. ``key_map`` (file key -> our key, None = ignored) comes from
-    ``detect_umt5``. Raises UnsupportedCheckpoint naming missing, unexpected or misshapen keys."""
+def build_umt5(cfg: UMT5Config) -> UMT5Encoder:
+    """The encoder for ``cfg`` (the builder ``sora_core.loading`` calls, on the meta device; loading with
+    ``assign=True`` then keeps every tensor in the dtype it is stored in)."""
+    return UMT5Encoder(cfg)
+
+
+def umt5_from_state(cfg: UMT5Config, state: Mapping[str, torch.Tensor], key_map=None, device=None,
+                    compute_dtype: torch.dtype = torch.float32, source: str = "the text encoder file") -> UMT5Encoder:
+    """An encoder holding the tensors of an in-memory state dict as they are (storage dtype kept, no fp32
+    copy): built on the meta device, then assigned. ``key_map`` (file key -> our key, None = ignored)
+    comes from ``detect_umt5``. Raises UnsupportedCheckpoint naming missing, unexpected or misshapen keys.
+    (Files on disk load through ``sora_core.loading.load(path, "text_encoder")``.)"""
     mapped = {}
     for k, v in state.items():
         ours = key_map(k) if key_map is not None else k
@@ -239,18 +248,16 @@ def build_umt5(cfg: UMT5Config, state: Mapping[str, torch.Tensor], key_map=None,
             mapped[ours] = v.to(device) if device is not None else v
     with torch.device("meta"):
         model = UMT5Encoder(cfg, compute_dtype=compute_dtype)
-    for mod_name, mod in model.named_modules():       # scales first, so they are expected keys
-        if isinstance(mod, _Stored) and f"{mod_name}.scale_weight" in mapped:
-            mod.scale_weight = torch.empty(mapped[f"{mod_name}.scale_weight"].shape, device="meta")
-    expected = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    expected.update({k: tuple(mapped[k].shape) for k in mapped if k.endswith(".scale_weight")
+                     and k[: -len("scale_weight")] + "weight" in expected})
     missing = sorted(set(expected) - set(mapped))
     unexpected = sorted(set(mapped) - set(expected))
-    wrong = sorted(f"{k} {tuple(mapped[k].shape)} (expected {tuple(v.shape)})" for k, v in expected.items()
-                   if k in mapped and mapped[k].shape != v.shape)
+    wrong = sorted(f"{k} {tuple(mapped[k].shape)} (expected {s})" for k, s in expected.items()
+                   if k in mapped and tuple(mapped[k].shape) != s)
     if missing or unexpected or wrong:
-        parts = [f"{n} {t}: {', '.join(x[:4])}{' ...' if len(x) > 4 else ''}"
-                 for n, t, x in ((len(missing), "missing", missing), (len(unexpected), "unexpected", unexpected),
-                                 (len(wrong), "with the wrong shape", wrong)) if x]
+        parts = [f"{len(x)} {t}: {', '.join(x[:4])}{' ...' if len(x) > 4 else ''}"
+                 for t, x in (("missing", missing), ("unexpected", unexpected), ("with the wrong shape", wrong)) if x]
         raise UnsupportedCheckpoint(f"{source} does not fit a umT5 encoder of {cfg}: keys " + "; ".join(parts))
     model.load_state_dict(mapped, assign=True)
     return model.requires_grad_(False).eval()
@@ -263,6 +270,8 @@ def build_umt5(cfg: UMT5Config, state: Mapping[str, torch.Tensor], key_map=None,
 Q_KEY = "encoder.block.0.layer.0.SelfAttention.q.weight"
 _BLOCK = re.compile(r"encoder\.block\.(\d+)\.")
 IGNORED = ("spiece_model", "scaled_fp8")            # tokenizer bytes, ComfyUI's scaled-fp8 marker
+# fp8 matmul input scales (unused: we compute in float), per-layer format records of ComfyUI's newer files
+IGNORED_SUFFIXES = (".scale_input", ".input_scale", ".comfy_quant")
 
 
 def _prefix(shapes) -> str | None:
@@ -306,8 +315,10 @@ def _key_map(shapes, p: str):
         if not k.startswith(p):
             return None
         k = k[len(p):]
-        if k in IGNORED or k.endswith(".scale_input") or k.startswith(("decoder.", "lm_head.")):
+        if k in IGNORED or k.endswith(IGNORED_SUFFIXES) or k.startswith(("decoder.", "lm_head.")):
             return None
+        if k.endswith(".weight_scale"):            # ComfyUI's newer quantized files name the scale so
+            return k[: -len("weight_scale")] + "scale_weight"
         if k == "encoder.embed_tokens.weight":
             return None if has_shared else "shared.weight"
         return k
@@ -326,19 +337,21 @@ def detect_umt5(shapes: Mapping[str, tuple], dtypes: Mapping[str, str]) -> Detec
     with torch.device("meta"):
         expected = {k: tuple(v.shape) for k, v in UMT5Encoder(cfg).state_dict().items()}
     got = {key_map(k): tuple(s) for k, s in shapes.items() if key_map(k) is not None}
+    bad_scales = sorted(k for k, s in got.items() if k.endswith(".scale_weight") and math.prod(s) != 1)
     got = {k: s for k, s in got.items() if not k.endswith(".scale_weight")}
     missing = sorted(set(expected) - set(got))
     wrong = sorted(k for k in expected if k in got and got[k] != expected[k])
-    if missing or wrong:
+    if missing or wrong or bad_scales:
         raise UnsupportedCheckpoint(
             f"a umT5 encoder ({cfg.num_layers} layers, d_model {cfg.d_model}) whose keys do not fit: "
             f"{len(missing)} missing ({', '.join(missing[:3])}), {len(wrong)} with the wrong shape "
-            f"({', '.join(wrong[:3])}); a truncated or edited file?")
+            f"({', '.join(wrong[:3])}), {len(bad_scales)} fp8 scales that are not one number per layer "
+            f"({', '.join(bad_scales[:3])}); a truncated or edited file?")
     xxl = preset("umt5", "umt5-xxl")
     stored = sorted({dtypes.get(k, "?") for k in shapes if key_map(k) == Q_KEY or
                      (key_map(k) or "").endswith(("wi_0.weight", "o.weight"))})
     notes = [f"linear weights stored as {'/'.join(stored)} (upcast per layer for compute)"]
-    scales = sum(1 for k in shapes if k.endswith(".scale_weight"))
+    scales = sum(1 for k in shapes if k.endswith((".scale_weight", ".weight_scale")))
     if scales:
         notes.append(f"scaled fp8: {scales} scale_weight keys")
     notes.append("tokenizer embedded (spiece_model)" if p + "spiece_model" in shapes
@@ -348,5 +361,6 @@ def detect_umt5(shapes: Mapping[str, tuple], dtypes: Mapping[str, str]) -> Detec
                     key_map=key_map, notes=tuple(notes))
 
 
-__all__ = ["UMT5Encoder", "StoredLinear", "StoredEmbedding", "T5LayerNorm", "build_umt5", "detect_umt5",
+__all__ = ["UMT5Encoder", "StoredLinear", "StoredEmbedding", "T5LayerNorm", "build_umt5", "umt5_from_state",
+           "detect_umt5",
            "relative_position_bucket"]
