@@ -128,7 +128,8 @@ def _stages_22(shapes: Shapes, layout: str, family: str) -> list[tuple[list[int]
             samplers = [f"{sub}.{e}." for e in entries if e not in res]
         else:
             sub = f"{base}.{s}.resnets"
-            widths = [shapes[f"{sub}.{e}.conv1.weight"][0] for e in _indices(shapes, rf"{re.escape(sub)}\.(\d+)\.")]
+            widths = [_need(shapes, f"{sub}.{e}.conv1.weight", family)[0]
+                      for e in _indices(shapes, rf"{re.escape(sub)}\.(\d+)\.")]
             samplers = [f"{base}.{s}.downsampler."] if f"{base}.{s}.downsampler.resample.1.weight" in shapes else []
         if len(samplers) > 1:
             raise UnsupportedCheckpoint(f"{family} VAE: stage {s} has {len(samplers)} resamplers; a Wan VAE has one")
