@@ -325,3 +325,17 @@ def test_release_frees_the_encoder(comfy):
     assert te.released
     with pytest.raises(RuntimeError, match="released"):
         te.encode(["a red ball"])
+
+
+def test_released_size_header_is_umt5_xxl():
+    """The header of ComfyUI's umt5_xxl_fp16.safetensors (shapes from the module at the XXL preset on the
+    meta device, fp16, the embedded tokenizer) detects as umT5-XXL at the released sizes."""
+    from sora_core.models.wan.umt5 import UMT5Encoder
+    xxl = preset("umt5", "umt5-xxl")
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in UMT5Encoder(xxl).state_dict().items()}
+    shapes["spiece_model"] = (4548313,)
+    found = detect_umt5(shapes, {k: "U8" if k == "spiece_model" else "F16" for k in shapes})
+    assert found.family == "umt5-xxl" and found.cfg == xxl and found.layout == "comfyui"
+    assert shapes["shared.weight"] == (256384, 4096) and xxl.num_layers == 24
+    assert any("F16" in n for n in found.notes)
