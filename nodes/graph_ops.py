@@ -9,7 +9,7 @@ The ComfyUI layer (``nodes/``) only declares inputs and calls these. Values:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -38,6 +38,25 @@ class LoadedModel:
     rgb_map: torch.Tensor                       # (C + 1, 3): latent channels + bias -> RGB in [-1, 1]
     name: str = "model"
     vae_dtype: torch.dtype | None = None        # the VAE's (float32 unless chosen explicitly)
+    # moves a component ("dit" | "vae" | "text_encoder") to its compute device right before it is
+    # used (ComfyUI's model management, see host.ManagedModel); None: modules stay where they are
+    place: Callable[[str], None] | None = None
+    device: torch.device | None = None          # the DiT's compute device (None: where its weights are)
+
+    def use(self, kind: str) -> torch.device:
+        """Make component ``kind`` ready (``place``) and return the device its weights are on."""
+        if self.place is not None:
+            self.place(kind)
+        return module_device(getattr(self.model, kind))
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (the CPU for one without any)."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype | None:
@@ -68,18 +87,28 @@ def latent_rgb_map(vae, device: torch.device | str = "cpu") -> torch.Tensor:
 
 
 def load_model(model_dir: str | Path | None = None, files: dict[str, Path | None] | None = None,
-               dtype: str = "auto", device: torch.device | str = "cpu") -> LoadedModel:
+               dtype: str = "auto", device: torch.device | str = "cpu",
+               compute_device: torch.device | str | None = None) -> LoadedModel:
     """The default model, a model folder, or the default with some components from files.
 
-    ``files``: {"dit" | "vae" | "text_encoder": path or None (= the default's)}. Modules are built
-    outside inference mode even when called inside it (ComfyUI runs nodes in ``inference_mode``), so
-    their parameters stay ordinary tensors.
+    ``files``: {"dit" | "vae" | "text_encoder": path or None (= the default's)}. Weights are loaded
+    onto ``device``; ``compute_device`` (default: ``device``) is where the DiT will run (it chooses
+    the autocast dtype). Modules are built outside inference mode even when called inside it
+    (ComfyUI runs nodes in ``inference_mode``), so their parameters stay ordinary tensors.
     """
+    compute = torch.device(compute_device if compute_device is not None else device)
     with torch.inference_mode(False):
-        return _load_model(model_dir, files, dtype, torch.device(device))
+        return _load_model(model_dir, files, dtype, torch.device(device), compute)
 
 
-def _load_model(model_dir, files, dtype: str, device: torch.device) -> LoadedModel:
+def with_placement(handle: LoadedModel, place: Callable[[str], None] | None,
+                   device: torch.device | str | None = None) -> LoadedModel:
+    """The same model whose components are made ready by ``place(kind)`` before each use, its DiT
+    computing on ``device`` (see ``LoadedModel.place``)."""
+    return replace(handle, place=place, device=None if device is None else torch.device(device))
+
+
+def _load_model(model_dir, files, dtype: str, device: torch.device, compute: torch.device) -> LoadedModel:
     files = {k: v for k, v in (files or {}).items() if v is not None}
     if model_dir:
         model, name = pipeline.SoraModel.load(model_dir, device), Path(model_dir).name
@@ -93,8 +122,8 @@ def _load_model(model_dir, files, dtype: str, device: torch.device) -> LoadedMod
         model = pipeline.SoraModel(parts["vae"], parts["text_encoder"], parts["dit"], model.schedule,
                                    model.defaults)
         name = "default+" + "+".join(sorted(files))
-    vae_dtype = None if dtype == "auto" else resolve_dtype(dtype, device)
-    return LoadedModel(model, resolve_dtype(dtype, device), latent_rgb_map(model.vae, device), name, vae_dtype)
+    vae_dtype = None if dtype == "auto" else resolve_dtype(dtype, compute)
+    return LoadedModel(model, resolve_dtype(dtype, compute), latent_rgb_map(model.vae, device), name, vae_dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,6 +140,7 @@ class PromptConditioning:
 
 
 def encode_prompts(handle: LoadedModel, positive: str, negative: str = "") -> PromptConditioning:
+    handle.use("text_encoder")
     both = pipeline.encode_text(handle.model, [positive, negative])
     return PromptConditioning(TextCond(both.context[:1], both.mask[:1]),
                               TextCond(both.context[1:], both.mask[1:]), positive, negative)
@@ -154,7 +184,8 @@ def check_budget(handle: LoadedModel, geo: geometry.LatentGeometry, batch: int =
     loaded model that cannot fit in memory; ``phases``: see ``budget.estimate`` (weights are loaded)."""
     if type(batch) is not int or batch < 1:
         raise ValueError(f"batch size must be an integer >= 1, got {batch!r}")
-    return budget.check_request(handle.model.spec, geo, batch, handle.model.device, handle.dtype,
+    device = handle.device if handle.device is not None else handle.model.device
+    return budget.check_request(handle.model.spec, geo, batch, device, handle.dtype,
                                 weights=False, **phases)
 
 
@@ -203,13 +234,15 @@ def sample(handle: LoadedModel, prompt: PromptConditioning, latent: dict, seed: 
         raise ValueError(f"denoise must be in (0, 1], got {denoise}")
     check_budget(handle, _latent_geometry(handle, x), x.shape[0], decode=False)
     generator = torch.Generator().manual_seed(int(seed))
-    noise = make_noise(tuple(x.shape), generator, model.device)
+    device = handle.use("dit")
+    noise = make_noise(tuple(x.shape), generator, device)
     plan = conditions.as_plan(frame_conditions)
     if denoise < 1.0:
-        plan = conditions.sdedit(None, x.to(model.device), denoise).with_conditions(plan.conditions)
+        plan = conditions.sdedit(None, x.to(device), denoise).with_conditions(plan.conditions)
     report = None if callback is None else (lambda info: callback(info["i"] + 1, info["denoised"]))
+    cond, uncond = (TextCond(c.context.to(device), c.mask.to(device)) for c in (prompt.cond, prompt.uncond))
     out = pipeline.sample_latents(
-        model, noise, prompt.cond, prompt.uncond, sigmas=plan.schedule(steps, shift), cfg=cfg, sampler=sampler,
+        model, noise, cond, uncond, sigmas=plan.schedule(steps, shift), cfg=cfg, sampler=sampler,
         conditions=plan, condition_mode=condition_mode, generator=generator, callback=report,
         autocast_dtype=handle.dtype)
     return {"samples": out.float().cpu()}
@@ -235,7 +268,9 @@ def encode_images(handle: LoadedModel, images: torch.Tensor, fit: str = "trim") 
     vae_cfg = handle.model.spec.vae
     images = clips.fit_frames(images, vae_cfg.temporal_factor, fit)
     geometry.check_size(images.shape[1], images.shape[2], vae_cfg.spatial_factor, "images")
-    z = pipeline.encode_video(handle.model, clips.clip_to_video(images), handle.vae_dtype)
+    device = handle.use("vae")
+    with torch.no_grad():
+        z = handle.model.vae.encode(clips.clip_to_video(images).to(device), dtype=handle.vae_dtype)
     return {"samples": z.float().cpu()}
 
 
@@ -244,9 +279,11 @@ def decode_latent(handle: LoadedModel, latent: dict, tile_size: int = 0,
     """LATENT -> IMAGE (B*T, H, W, 3), chunk by chunk (``progress(done, total)`` in pixel frames)."""
     z = check_latent(handle, latent)
     check_budget(handle, _latent_geometry(handle, z), z.shape[0], sampling=False)
-    z = z.to(handle.model.device)
+    z = z.to(handle.use("vae"))
     if tile_size:
-        return clips.video_to_clip(pipeline.decode_latents(handle.model, z, handle.vae_dtype, tile_size))
+        with torch.no_grad():
+            video = handle.model.vae.decode(z, tile_size=tile_size, dtype=handle.vae_dtype)
+        return clips.video_to_clip(video.float().clamp(-1, 1).cpu())
     total = geometry.pixel_frames(z.shape[2], handle.model.spec.vae.temporal_factor)
     parts, done = [], 0
     for chunk in handle.model.vae.decode_chunks(z, dtype=handle.vae_dtype):           # (B, 3, t, H, W)
@@ -266,7 +303,7 @@ Conditions = tuple  # of conditions.FrameCondition
 
 def _video(handle: LoadedModel, images: torch.Tensor, name: str) -> torch.Tensor:
     """IMAGE (T, H, W, 3) -> (1, 3, T, H, W) in [-1, 1] on the model's device."""
-    return clips.clip_to_video(clips.check_clip(images, name)).to(handle.model.device)
+    return clips.clip_to_video(clips.check_clip(images, name)).to(handle.use("vae"))
 
 
 def image_conditions(handle: LoadedModel, image: torch.Tensor, position: str = "start",

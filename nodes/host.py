@@ -1,7 +1,8 @@
 """The one place that talks to the ComfyUI host: folders, progress bar with previews, interrupts.
 
-Inside ComfyUI these use ``folder_paths``, ``comfy.utils.ProgressBar`` and
-``comfy.model_management``; outside it (tests, ``sora run``) they fall back to plain folders set by
+Inside ComfyUI these use ``folder_paths``, ``comfy.utils.ProgressBar``, ``comfy.model_management``
+and ``comfy.model_patcher`` (the loaded model's components are registered as ModelPatchers, so
+ComfyUI can unload or offload them between runs); outside it (tests, ``sora run``) they fall back to plain folders set by
 ``configure`` and a tqdm bar. Nothing else in the pack imports ComfyUI.
 """
 
@@ -19,9 +20,10 @@ except ImportError:                                     # headless: plain folder
 
 try:
     import comfy.model_management as _mm
+    import comfy.model_patcher as _patcher
     import comfy.utils as _comfy_utils
 except ImportError:
-    _mm = _comfy_utils = None
+    _mm = _patcher = _comfy_utils = None
 
 MODEL_KINDS = ("diffusion_models", "vae", "text_encoders")
 PACK_DIR = Path(__file__).resolve().parent.parent
@@ -186,6 +188,69 @@ def device():
     """The torch device ComfyUI chose (cpu with --cpu), or the CPU headless."""
     import torch
     return _mm.get_torch_device() if _mm is not None else torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# Model management
+# ---------------------------------------------------------------------------------------------
+
+MANAGED_KINDS = ("dit", "vae", "text_encoder")
+
+
+def component_devices(kind: str) -> tuple:
+    """(compute device, offload device) ComfyUI chooses for a model component ("dit", "vae",
+    "text_encoder"), as for its own diffusion models, VAEs and text encoders; headless both are
+    ``device()`` (the CPU)."""
+    if kind not in MANAGED_KINDS:
+        raise ValueError(f"component {kind!r} is unknown; allowed: {', '.join(MANAGED_KINDS)}")
+    if _mm is None:
+        return device(), device()
+    pairs = {"dit": (_mm.get_torch_device, _mm.unet_offload_device),
+             "vae": (_mm.vae_device, _mm.vae_offload_device),
+             "text_encoder": (_mm.text_encoder_device, _mm.text_encoder_offload_device)}
+    load, offload = pairs[kind]
+    return load(), offload()
+
+
+
+def _weights_class():
+    """``SoraWeights``: the nn.Module a ModelPatcher manages. A container (not the component itself)
+    because ModelPatcher writes ``.device`` and its counters onto the module it manages."""
+    from torch import nn
+
+    class SoraWeights(nn.Module):
+        def __init__(self, kind: str, module: nn.Module):
+            super().__init__()
+            self.kind, self.component = kind, module
+
+    return SoraWeights
+
+
+class ManagedModel:
+    """A loaded model's components registered with ComfyUI's model management: one ModelPatcher per
+    component (``patchers``), loaded to its compute device by ``place(kind)`` right before use
+    (``comfy.model_management.load_models_gpu``: ComfyUI frees other models to make room, and may
+    move this one back to its offload device, or unload it, between runs). Headless, and for
+    components ComfyUI is not told about, ``place`` does nothing: the module stays where it was loaded.
+    Holding this object keeps the patchers alive (ComfyUI only keeps weak references)."""
+
+    def __init__(self, modules: dict, name: str = "model"):
+        self.name = name
+        self.patchers = {}
+        if _patcher is None or _mm is None:
+            return
+        weights = _weights_class()
+        for kind, module in modules.items():
+            load, offload = component_devices(kind)
+            self.patchers[kind] = _patcher.ModelPatcher(weights(kind, module), load_device=load,
+                                                        offload_device=offload)
+
+    def place(self, kind: str) -> None:
+        """Load component ``kind`` onto its compute device (whole: the modules have no per-layer
+        casting ComfyUI could stream from the offload device)."""
+        patcher = self.patchers.get(kind)
+        if patcher is not None:
+            _mm.load_models_gpu([patcher], force_full_load=True)
 
 
 # ---------------------------------------------------------------------------------------------

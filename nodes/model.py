@@ -83,7 +83,17 @@ class SoraModelLoader:
         folder = resolve_model_dir(model_dir)
         chosen = {"dit": dit, "vae": vae, "text_encoder": text_encoder}
         files = {k: None if v == DEFAULT else host.model_path(KINDS[k], v) for k, v in chosen.items()}
-        return (graph_ops.load_model(folder, files, dtype, host.device()),)
+        return (load_managed(folder, files, dtype),)
+
+
+def load_managed(folder, files: dict, dtype: str) -> graph_ops.LoadedModel:
+    """Load onto the offload device and register the components with ComfyUI's model management
+    (``host.ManagedModel``): each is moved to its compute device right before it is used, and
+    ComfyUI may unload or offload it between runs. Headless both devices are the CPU."""
+    compute, offload = host.component_devices("dit")
+    handle = graph_ops.load_model(folder, files, dtype, offload, compute_device=compute)
+    managed = host.ManagedModel({k: getattr(handle.model, k) for k in host.MANAGED_KINDS}, handle.name)
+    return graph_ops.with_placement(handle, managed.place, compute)
 
 
 NODE_CLASS_MAPPINGS = {"SoraModelLoader": SoraModelLoader}
