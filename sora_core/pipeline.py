@@ -14,6 +14,19 @@ A model directory holds ``vae.safetensors``, ``text_encoder.safetensors`` and ``
 each with its config in the metadata (``weights.py``). The DiT file may also carry
 ``sora.schedule`` (a ScheduleConfig JSON: default steps, cfg, shift, sampler) and ``sora.defaults``
 (JSON: default frames, height, width, fps); the presets below are used otherwise.
+
+Real open weights (Wan 2.1 / 2.2) load from the files people have (``components.locate``):
+
+    model = SoraModel.open("models/diffusion_models/wan2.1_t2v_1.3B_bf16.safetensors",
+                           vae="models/vae/wan_2.1_vae.safetensors",
+                           text_encoder="models/text_encoders/umt5_xxl_fp16.safetensors", device="cuda")
+
+A model has a family (``families.py``): its default schedule and size, how frame conditions are held
+(``condition_mode=None`` takes the family's: per-frame timesteps for the default model and Wan 2.2
+TI2V, replacement for Wan 2.1) and its text convention (Wan: the 512-token umT5 context, zero padded,
+no cross-attention mask). Memory: weights stay in their storage dtype; ``offload=True`` keeps the DiT
+blocks in host memory and streams each to the GPU while it runs; ``low_memory=True`` releases the text
+encoder once ``generate`` has encoded the prompts; ``tile_size`` decodes in spatial tiles.
 """
 
 from __future__ import annotations
@@ -33,28 +46,12 @@ from .configs import ConfigError, DiTConfig, ScheduleConfig, TextEncoderConfig, 
 from .diffusion.flow import FlowDenoiser, TextCond, cfg_denoiser, check_cfg, check_shift, make_noise
 from .geometry import LatentGeometry
 from .diffusion.samplers import get_sampler
+from .components import MODEL_FILES, ModelError, ModelMissingError, Found, load_wan, locate
+from .families import Family, GenerationDefaults, family
 from .weights import load_component, read_config, read_metadata, save_component
 
-MODEL_FILES = {"vae": "vae.safetensors", "text_encoder": "text_encoder.safetensors", "dit": "dit.safetensors"}
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 SCHEDULE_KEY, DEFAULTS_KEY = "sora.schedule", "sora.defaults"
-
-
-class ModelError(ValueError):
-    """Model files that are incomplete or whose components do not fit together."""
-
-
-class ModelMissingError(FileNotFoundError):
-    """The model directory (e.g. the shipped default model) or one of its files is missing."""
-
-
-@dataclass(frozen=True)
-class GenerationDefaults:
-    """Default output size of a model (stored as ``sora.defaults`` in the DiT file)."""
-    frames: int = 17
-    height: int = 64
-    width: int = 64
-    fps: float = 8.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,22 +89,38 @@ def model_files(source: str | os.PathLike | Sequence | Mapping) -> dict[str, Pat
     return files
 
 
+def text_width(cfg) -> int:
+    """Width of a text encoder config's embeddings (the default encoder's out_dim, umT5's d_model)."""
+    return cfg.out_dim if hasattr(cfg, "out_dim") else cfg.d_model
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """The configs of a model's three components plus its schedule and output defaults."""
+    """The configs of a model's three components plus its schedule, output defaults and family name."""
     vae: VAEConfig
     text_encoder: TextEncoderConfig
     dit: DiTConfig
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     defaults: GenerationDefaults = field(default_factory=GenerationDefaults)
+    family: str = "sora"
 
     def __post_init__(self):
         v, t, d = self.vae, self.text_encoder, self.dit
         if not (v.z_dim == d.in_channels == d.out_channels):
             raise ModelError(f"the VAE has {v.z_dim} latent channels but the DiT takes {d.in_channels} and "
                              f"predicts {d.out_channels}: they were not trained together")
-        if t.out_dim != d.text_dim:
-            raise ModelError(f"the text encoder outputs {t.out_dim}-d embeddings but the DiT expects {d.text_dim}")
+        if text_width(t) != d.text_dim:
+            raise ModelError(f"the text encoder outputs {text_width(t)}-d embeddings but the DiT expects {d.text_dim}")
+
+    @classmethod
+    def locate(cls, model, vae=None, text_encoder=None) -> tuple["ModelSpec", Found]:
+        """(spec, what ``components.locate`` found) for any model path (headers only)."""
+        found = locate(model, vae, text_encoder)
+        if found.kind == "sora":
+            return cls.read(found.folder), found
+        c = {k: ck.detected.cfg for k, ck in found.checkpoints.items()}
+        f = found.family
+        return cls(c["vae"], c["text_encoder"], c["dit"], f.schedule, f.defaults, f.name), found
 
     @classmethod
     def read(cls, source) -> "ModelSpec":
@@ -141,13 +154,19 @@ def default_model_dir() -> Path:
 # ---------------------------------------------------------------------------------------------
 
 class SoraModel:
-    """VAE + text encoder + DiT (+ schedule and output defaults). Modules are in eval mode."""
+    """VAE + text encoder + DiT (+ schedule, output defaults and family). Modules are in eval mode.
+
+    ``offload``: a ``models.offload.BlockOffload`` streaming the DiT blocks (``SoraModel.open``);
+    ``low_memory``: ``generate`` releases the text encoder once the prompts are encoded."""
 
     def __init__(self, vae, text_encoder, dit, schedule: ScheduleConfig | None = None,
-                 defaults: GenerationDefaults | None = None):
+                 defaults: GenerationDefaults | None = None, family_name: str = "sora", offload=None,
+                 low_memory: bool = False):
+        self.family: Family = family(family_name)
         self.vae, self.text_encoder, self.dit = vae.eval(), text_encoder.eval(), dit.eval()
-        self.spec = ModelSpec(vae.cfg, text_encoder.cfg, dit.cfg, schedule or ScheduleConfig(),
-                              defaults or GenerationDefaults())
+        self.spec = ModelSpec(vae.cfg, text_encoder.cfg, dit.cfg, schedule or self.family.schedule,
+                              defaults or self.family.defaults, self.family.name)
+        self.offload, self.low_memory = offload, low_memory
 
     @property
     def schedule(self) -> ScheduleConfig:
@@ -158,16 +177,58 @@ class SoraModel:
         return self.spec.defaults
 
     @property
+    def condition_mode(self) -> str:
+        """How frame conditions are held by default (the family's: "timestep" or "replace")."""
+        return self.family.condition_mode
+
+    @property
     def device(self) -> torch.device:
+        if self.offload is not None:
+            return self.offload.device
         return next(self.dit.parameters()).device
 
     def to(self, device: torch.device | str) -> "SoraModel":
-        for m in (self.vae, self.text_encoder, self.dit):
-            m.to(device)
+        """Move the modules (with offload: all but the DiT blocks, which keep streaming to ``device``)."""
+        self.vae.to(device)
+        if self.offload is None:
+            self.text_encoder.to(device)
+            self.dit.to(device)
+        else:                                   # the text encoder stays where it was put (the CPU)
+            from .models.offload import offload_dit
+            self.offload.remove()
+            self.offload = offload_dit(self.dit, device, self.offload.storage)
         return self
 
     def geometry(self, frames: int, height: int, width: int) -> LatentGeometry:
         return self.spec.geometry(frames, height, width)
+
+    def release_text_encoder(self) -> None:
+        """Drop the text encoder's weights (after encoding, to free memory); encoding again raises."""
+        if hasattr(self.text_encoder, "release"):
+            self.text_encoder.release()
+        self.text_encoder = _ReleasedTextEncoder(self.text_encoder.cfg)
+
+    @classmethod
+    def from_files(cls, dit, vae, text_encoder, device: torch.device | str = "cpu", offload: bool = False,
+                   text_encoder_device: torch.device | str | None = None, low_memory: bool = False) -> "SoraModel":
+        """A Wan model from its three components (each a file, shards or a folder in any layout
+        ``loading`` reads); everything is checked from the headers before a weight is read."""
+        return cls.open(dit, vae, text_encoder, device, offload, text_encoder_device, low_memory)
+
+    @classmethod
+    def open(cls, model, vae=None, text_encoder=None, device: torch.device | str = "cpu", offload: bool = False,
+             text_encoder_device: torch.device | str | None = None, low_memory: bool = False) -> "SoraModel":
+        """Any model ``components.locate`` finds: a Sora model folder, a diffusers pipeline folder, or a
+        Wan DiT with its VAE and text encoder. ``offload`` streams the DiT blocks to ``device`` (no-op
+        on the CPU); the text encoder runs on ``text_encoder_device`` (default: ``device``, the CPU
+        with ``offload``)."""
+        spec, found = ModelSpec.locate(model, vae, text_encoder)
+        if found.kind == "sora":
+            loaded = cls.load(found.folder, device)
+            loaded.low_memory = low_memory
+            return loaded
+        v, t, d, off = load_wan(found, device, offload, text_encoder_device)
+        return cls(v, t, d, spec.schedule, spec.defaults, spec.family, off, low_memory)
 
     @classmethod
     def load(cls, source, device: torch.device | str = "cpu") -> "SoraModel":
@@ -191,16 +252,32 @@ class SoraModel:
                                   dit_meta if k == "dit" else extra) for k in MODEL_FILES}
 
 
+class _ReleasedTextEncoder(torch.nn.Module):
+    """Stands in for a released text encoder: keeps its config, refuses to encode."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+
+    def encode(self, texts):
+        raise ModelError("the text encoder was released after encoding (low memory): load the model again to "
+                         "encode new prompts")
+
+
 # ---------------------------------------------------------------------------------------------
 # Steps (shared by generate, the nodes and the command line)
 # ---------------------------------------------------------------------------------------------
 
 @torch.no_grad()
 def encode_text(model: SoraModel, prompts: Sequence[str]) -> TextCond:
-    """Prompts -> TextCond(context (B, L, text_dim) float32, mask (B, L) bool) on the model's device."""
+    """Prompts -> TextCond(context (B, L, text_dim) float32, mask (B, L) bool) on the model's device.
+    Families whose DiT attends to the padding too (Wan: the 512-token zero-padded umT5 context, no
+    cross-attention mask) get an all-True mask, so the DiT sees exactly what it was trained with."""
     if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
         raise TypeError(f"prompts must be a list of strings, got {prompts!r}")
     emb, mask = model.text_encoder.encode(list(prompts))
+    if not model.family.text_mask:
+        mask = torch.ones_like(mask)
     return TextCond(emb.float().to(model.device), mask.to(model.device))
 
 
@@ -239,7 +316,7 @@ def _start_latent(plan: ConditionPlan, noise: torch.Tensor, sigmas: torch.Tensor
 @torch.no_grad()
 def sample_latents(model: SoraModel, noise: torch.Tensor, cond: TextCond, uncond: TextCond | None = None, *,
                    sigmas: torch.Tensor, cfg: float = 1.0, sampler: str = "euler",
-                   conditions: Sequence[FrameCondition] | ConditionPlan = (), condition_mode: str = "timestep",
+                   conditions: Sequence[FrameCondition] | ConditionPlan = (), condition_mode: str | None = None,
                    generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
                    autocast_dtype: torch.dtype | None = torch.bfloat16) -> torch.Tensor:
     """Denoise from ``noise`` (B, C, T, H, W) along ``sigmas`` -> clean latents (B, C, T, H, W).
@@ -247,7 +324,8 @@ def sample_latents(model: SoraModel, noise: torch.Tensor, cond: TextCond, uncond
     ``conditions``: frame conditions or a ``ConditionPlan``. The start is the plan's SDEdit source
     (``conditions.sdedit``; ``sigmas`` then come from ``plan.schedule(steps, shift)``) or zeros, with
     the conditions' clean frames, all noised to ``sigmas[0]``. ``cfg != 1`` needs ``uncond``;
-    ``generator`` feeds stochastic samplers.
+    ``generator`` feeds stochastic samplers. ``condition_mode``: "timestep" | "replace", None = the
+    model family's (``model.condition_mode``).
     """
     sample = get_sampler(sampler)
     cfg = check_cfg(cfg)
@@ -258,7 +336,8 @@ def sample_latents(model: SoraModel, noise: torch.Tensor, cond: TextCond, uncond
     denoiser = cfg_denoiser(FlowDenoiser(model.dit, autocast_dtype), cond, uncond if uncond is not None else cond, cfg)
     cond_latent, mask = resolve(list(plan.conditions), tuple(noise.shape), noise.device)
     if plan.conditions:
-        denoiser = condition_denoiser(denoiser, cond_latent, mask, noise, condition_mode)
+        mode = model.condition_mode if condition_mode is None else condition_mode
+        denoiser = condition_denoiser(denoiser, cond_latent, mask, noise, mode)
     x = prepare_latent(noise, sigmas[0], cond_latent, mask, init_latent)
     return sample(denoiser, x, sigmas, callback=callback, generator=generator)
 
@@ -322,14 +401,15 @@ def generate(model: SoraModel, prompt: str, negative_prompt: str = "", *, frames
              cfg: float | None = None, sampler: str | None = None, shift: float | None = None,
              seed: int | None = None, generator: torch.Generator | None = None,
              conditions: Sequence[FrameCondition] | ConditionPlan = (), init_latent: torch.Tensor | None = None,
-             denoise: float = 1.0, condition_mode: str = "timestep", callback: Callable[[dict], None] | None = None,
-             device: torch.device | str | None = None,
-             autocast_dtype: torch.dtype | None = torch.bfloat16) -> GenerationResult:
+             denoise: float = 1.0, condition_mode: str | None = None, callback: Callable[[dict], None] | None = None,
+             device: torch.device | str | None = None, autocast_dtype: torch.dtype | None = torch.bfloat16,
+             tile_size: int | None = None) -> GenerationResult:
     """Text (+ a condition plan: frame conditions, SDEdit) -> one video. Unset options take the model's
     schedule and defaults. Noise is drawn on the CPU from ``seed`` (random when unset) or ``generator``.
     ``conditions=conditions.sdedit(...)`` edits a video (at its size); ``init_latent`` + ``denoise`` are a
     shorthand for that plan. ``callback`` gets the sampler's dict(i, x, sigma, sigma_next, denoised)
-    plus ``steps``."""
+    plus ``steps``. ``condition_mode`` None = the family's; ``tile_size`` (pixels) decodes in spatial
+    tiles; a ``low_memory`` model releases its text encoder once the prompts are encoded."""
     d, s = model.defaults, model.schedule
     geometry = model.geometry(d.frames if frames is None else frames, d.height if height is None else height,
                               d.width if width is None else width)
@@ -345,15 +425,17 @@ def generate(model: SoraModel, prompt: str, negative_prompt: str = "", *, frames
         model.to(device)
     gen, seed = _generator(seed, generator)
     cond, uncond = encode_prompts(model, prompt, negative_prompt, cfg)
+    if model.low_memory:
+        model.release_text_encoder()
     noise = make_noise_grid(model, geometry, gen)
     report = None if callback is None else (lambda info: callback({**info, "steps": steps}))
     latents = sample_latents(model, noise, cond, uncond, sigmas=sigmas, cfg=cfg, sampler=sampler,
                              conditions=plan, condition_mode=condition_mode, generator=gen, callback=report,
                              autocast_dtype=autocast_dtype)
-    video = decode_latents(model, latents, autocast_dtype)
+    video = decode_latents(model, latents, autocast_dtype, tile_size)
     return GenerationResult(video[0], latents, geometry, seed, sigmas)
 
 
-__all__ = ["MODEL_FILES", "DEFAULT_MODEL_DIR", "ModelError", "ModelMissingError", "GenerationDefaults", "ModelSpec",
+__all__ = ["MODEL_FILES", "DEFAULT_MODEL_DIR", "ModelError", "ModelMissingError", "GenerationDefaults", "ModelSpec", "Family",
            "SoraModel", "GenerationResult", "model_files", "default_model_dir", "encode_text", "encode_prompts",
-           "make_noise_grid", "sample_latents", "decode_latents", "encode_video", "generate"]
+           "make_noise_grid", "sample_latents", "decode_latents", "encode_video", "generate", "text_width"]
