@@ -169,6 +169,18 @@ def test_hostile_widget_values_are_refused_naming_node_and_input(name, data):
 # Running every node on tiny inputs
 # ---------------------------------------------------------------------------------------------
 
+class ComfyVAEStandIn:
+    """What the native-latent nodes read of ComfyUI's VAE (comfy.sd.VAE): a causal 4x4x4 layout with 4
+    channels; ``encode`` takes IMAGE frames (1 + 4k of them) to (1, 4, 1 + k, H/4, W/4)."""
+    latent_dim, latent_channels, downscale_index_formula = 3, 4, (4, 4, 4)
+
+    def encode(self, images):
+        from sora_core.geometry import latent_frames
+        latent_frames(images.shape[0], 4)
+        x = torch.nn.functional.avg_pool2d(images[::4].movedim(-1, 1), 4)
+        return torch.cat([x, x.mean(1, keepdim=True)], dim=1).movedim(0, 1)[None]
+
+
 @pytest.fixture(scope="module")
 def tiny_values(tmp_path_factory):
     """One value of every link type: a tiny random model (saved and loaded by the loader node), its
@@ -191,6 +203,7 @@ def tiny_values(tmp_path_factory):
                    model_dir=str(folder))
     image = torch.rand(5, 32, 32, 3, generator=torch.Generator().manual_seed(0))
     values = {"SORA_MODEL": model, "IMAGE": image, "LATENT": {"samples": torch.zeros(1, 4, 2, 8, 8)},
+              "VAE": ComfyVAEStandIn(),
               "SORA_CONDITIONING": run("SoraTextEncode", model=model, positive="a red ball", negative="")[0],
               "SORA_FRAME_CONDITIONS": run("SoraImageToVideo", model=model, image=image[:1], position="start",
                                            strength=1.0)[0]}

@@ -264,3 +264,57 @@ def blend(a: torch.Tensor, b: torch.Tensor, weights: torch.Tensor, time_dim: int
     shape[time_dim] = -1
     w = weights.to(a.device, a.dtype).reshape(shape)
     return a * (1 - w) + b * w
+
+
+# ---------------------------------------------------------------------------------------------
+# Colour matching at joins
+# ---------------------------------------------------------------------------------------------
+
+MATCH_AT = ("start", "end")
+COLOR_SPACES = ("ycbcr", "lab", "rgb")
+_FLAT = 1e-3          # a channel flatter than this (std) in the overlap is shifted, not scaled
+
+
+def _to_space(clip: torch.Tensor, space: str) -> torch.Tensor:
+    """(T, H, W, 3) in [0, 1] -> (T, 3, H, W) in ``space`` (kornia.color)."""
+    import kornia.color as kc
+    x = rearrange(clip.float(), "t h w c -> t c h w")
+    return {"ycbcr": kc.rgb_to_ycbcr, "lab": lambda v: kc.rgb_to_lab(v.clamp(0, 1)), "rgb": lambda v: v}[space](x)
+
+
+def _from_space(x: torch.Tensor, space: str) -> torch.Tensor:
+    import kornia.color as kc
+    x = {"ycbcr": kc.ycbcr_to_rgb, "lab": lambda v: kc.lab_to_rgb(v, clip=False), "rgb": lambda v: v}[space](x)
+    return rearrange(x.clamp(0, 1), "t c h w -> t h w c")
+
+
+def match_colors(clip: torch.Tensor, reference: torch.Tensor, overlap: int, at: str = "start",
+                 space: str = "ycbcr") -> torch.Tensor:
+    """``clip`` (T, H, W, 3) with its colours matched to ``reference`` over the frames they share.
+
+    A generated clip that repeats ``overlap`` frames of a given video (an extension's context) comes
+    back with slightly different colour and brightness, and every chained extension adds its shift.
+    Here the clip's shared frames (its first ``overlap`` frames for ``at="start"``: an extension
+    forward, matched to the reference's last ones; its last for ``at="end"``: backward, matched to
+    the reference's first) set a per-channel mean / std transfer that is applied to the whole clip,
+    so the join agrees and drift does not build up over a chain. ``space``: "ycbcr" (default: luma
+    and two chroma channels, brightness apart from colour; linear, so a brightness / colour-cast shift
+    is undone exactly), "lab" (CIE Lab, perceptually uniform but non-linear: a cast comes back to a
+    few percent) or "rgb"."""
+    check_clip(clip, "clip")
+    check_clip(reference, "reference")
+    if at not in MATCH_AT:
+        raise ClipError(f"match at {at!r} is unknown; allowed: {', '.join(MATCH_AT)}")
+    if space not in COLOR_SPACES:
+        raise ClipError(f"colour space {space!r} is unknown; allowed: {', '.join(COLOR_SPACES)}")
+    if not 1 <= overlap <= min(clip.shape[0], reference.shape[0]):
+        raise ClipError(f"overlap={overlap} must be in 1..{min(clip.shape[0], reference.shape[0])} (the shorter "
+                        f"clip's length) to match colours of clips of {clip.shape[0]} and {reference.shape[0]} frames")
+    x = _to_space(clip, space)
+    ours = x[:overlap] if at == "start" else x[-overlap:]
+    theirs = _to_space(reference[-overlap:] if at == "start" else reference[:overlap], space).to(x)
+    m_o, s_o = ours.mean(dim=(0, 2, 3)), ours.std(dim=(0, 2, 3))
+    m_t, s_t = theirs.mean(dim=(0, 2, 3)), theirs.std(dim=(0, 2, 3))
+    scale = torch.where(s_o > _FLAT, s_t / s_o.clamp_min(_FLAT), torch.ones_like(s_o))
+    y = (x - m_o[:, None, None]) * scale[:, None, None] + m_t[:, None, None]
+    return _from_space(y, space).to(clip.device, clip.dtype)
