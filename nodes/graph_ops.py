@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 from einops import rearrange, repeat
 
-from sora_core import budget, geometry, pipeline
+from sora_core import budget, geometry, pipeline, weights
 from sora_core.media import clips
 from sora_core.diffusion import conditions
 from sora_core.diffusion.flow import TextCond, make_noise
@@ -108,10 +108,40 @@ def with_placement(handle: LoadedModel, place: Callable[[str], None] | None,
     return replace(handle, place=place, device=None if device is None else torch.device(device))
 
 
+def is_sora_file(path: Path) -> bool:
+    """Whether ``path`` is one of the pack's own weight files (its config in the metadata); anything
+    else (a Wan checkpoint, or a bad file, which the Wan loader then names) goes to ``SoraModel.open``."""
+    try:
+        return Path(path).is_file() and weights.CONFIG_KEY in weights.read_metadata(path)
+    except weights.WeightsError:
+        return False
+
+
+def _wan_files(files: dict[str, Path]) -> dict[str, Path] | None:
+    """The three files of a Wan model when any chosen file is not a Sora file; None for Sora files.
+    Raises ``pipeline.ModelError`` naming the inputs left at the default (they cannot be mixed)."""
+    wan = sorted(k for k, p in files.items() if not is_sora_file(p))
+    if not wan:
+        return None
+    missing = [k for k in pipeline.MODEL_FILES if k not in files]
+    if missing:
+        chosen = ", ".join(f"{k} {Path(files[k]).name!r}" for k in wan)
+        raise pipeline.ModelError(
+            f"{chosen}: a Wan model needs its diffusion model, VAE and text encoder chosen together; "
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} still 'default' (the pack's own "
+            f"model, which does not fit): choose the Wan file(s) there (e.g. dit wan2.1_t2v_1.3B_bf16.safetensors, "
+            f"vae wan_2.1_vae.safetensors, text_encoder umt5_xxl_fp16.safetensors)")
+    return files
+
+
 def _load_model(model_dir, files, dtype: str, device: torch.device, compute: torch.device) -> LoadedModel:
     files = {k: v for k, v in (files or {}).items() if v is not None}
+    wan = None if model_dir else _wan_files(files)
     if model_dir:
-        model, name = pipeline.SoraModel.load(model_dir, device), Path(model_dir).name
+        model, name = pipeline.SoraModel.open(model_dir, device=device), Path(model_dir).name
+    elif wan is not None:
+        model = pipeline.SoraModel.from_files(wan["dit"], wan["vae"], wan["text_encoder"], device=device)
+        name = Path(wan["dit"]).stem
     elif len(files) == len(pipeline.MODEL_FILES):
         model, name = pipeline.SoraModel.load(files, device), "files"
     else:
@@ -219,16 +249,19 @@ def check_latent(handle: LoadedModel, latent: dict, name: str = "latent") -> tor
 # ---------------------------------------------------------------------------------------------
 
 def sample(handle: LoadedModel, prompt: PromptConditioning, latent: dict, seed: int, steps: int, cfg: float,
-           sampler: str, shift: float, denoise: float = 1.0,
-           frame_conditions: Sequence[conditions.FrameCondition] = (), condition_mode: str = "timestep",
+           sampler: str, shift: float | None = None, denoise: float = 1.0,
+           frame_conditions: Sequence[conditions.FrameCondition] = (), condition_mode: str | None = None,
            callback: Callable[[int, torch.Tensor], None] | None = None) -> dict:
     """Denoise a LATENT: pure noise (denoise = 1) or SDEdit of its samples (denoise < 1: the plan of
     ``conditions.sdedit``, with the frame conditions on top, sampled along its truncated schedule).
 
+    ``shift`` None: the model's (its family's default or its stored schedule); ``condition_mode``
+    None: the model's ("timestep" where its DiT understands per-frame times, else "replace").
     Noise comes from ``seed`` on the CPU. ``callback(step, denoised)`` after every step.
     """
     x = check_latent(handle, latent)
     model = handle.model
+    shift = model.schedule.shift if shift is None else shift
     get_sampler(sampler)
     if not 0.0 < denoise <= 1.0:
         raise ValueError(f"denoise must be in (0, 1], got {denoise}")

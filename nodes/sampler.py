@@ -12,6 +12,8 @@ from . import host
 
 CATEGORY = "Sora/sampling"
 _SCHEDULE = configs.ScheduleConfig()
+AUTO = "auto"                                   # the model's own shift / condition mode
+CONDITION_MODES = (AUTO,) + tuple(conditions.MODES)
 
 
 class SoraSampler:
@@ -41,24 +43,27 @@ class SoraSampler:
                                   "tooltip": "Classifier-free guidance scale; 1 = off (half the compute)."}),
                 "sampler_name": (list(samplers.SAMPLERS), {"default": _SCHEDULE.sampler,
                                                            "tooltip": "The ODE / SDE solver."}),
-                "shift": ("FLOAT", {"default": _SCHEDULE.shift, "min": 0.1, "max": 20.0, "step": 0.1,
+                "shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
                                     "tooltip": "Schedule shift: higher spends more steps at high noise "
-                                               "(larger or longer videos)."}),
+                                               "(larger or longer videos). 0 = the model's own (the "
+                                               "default model's 3.0, Wan 2.1 / 2.2: 5.0)."}),
                 "denoise": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
                                       "tooltip": "1 = generate from noise; lower keeps more of the input "
                                                  "latent (SDEdit strength)."}),
             },
             "optional": {
                 "frame_conditions": ("SORA_FRAME_CONDITIONS", {"tooltip": "Frames to pin (Sora frame-condition nodes)."}),
-                "condition_mode": (list(conditions.MODES), {
-                    "default": "timestep",
-                    "tooltip": "timestep: pinned frames shown clean at t = 0 (models trained with condition "
-                               "masks, like the default); replace: re-noised each step (any model)."}),
+                "condition_mode": (list(CONDITION_MODES), {
+                    "default": AUTO,
+                    "tooltip": "How pinned frames are held. auto: the model's own way (timestep for the "
+                               "default model and Wan 2.2 TI2V, replace for Wan 2.1); timestep: shown clean "
+                               "at their own t (models trained with per-frame or per-token times); "
+                               "replace: re-noised each step (any model)."}),
             },
         }
 
     def sample(self, model, conditioning, latent, seed, steps, cfg, sampler_name, shift, denoise,
-               frame_conditions=(), condition_mode="timestep"):
+               frame_conditions=(), condition_mode=AUTO):
         progress = host.Progress(steps, "sampling")
 
         def step(i, denoised):
@@ -66,8 +71,9 @@ class SoraSampler:
             progress.update(i, preview)
 
         try:
-            out = graph_ops.sample(model, conditioning, latent, seed, steps, cfg, sampler_name, shift, denoise,
-                                   frame_conditions or (), condition_mode, callback=step)
+            mode = None if condition_mode == AUTO else condition_mode
+            out = graph_ops.sample(model, conditioning, latent, seed, steps, cfg, sampler_name, shift or None,
+                                   denoise, frame_conditions or (), mode, callback=step)
         finally:
             progress.close()
         return (out,)

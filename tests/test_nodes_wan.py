@@ -145,3 +145,120 @@ def test_comfyui_model_management_registers_unloads_and_reloads_a_component(tmp_
     assert out["again"].tolist() == [2]
     expected = out["x"] @ out["w"].T + out["b"]
     assert torch.allclose(out["y"], expected, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every node with a Wan model (tiny random checkpoints in ComfyUI's layout, tests/tiny_wan.py)
+# ---------------------------------------------------------------------------------------------
+
+FAMILIES = {"wan2.1": dict(channels=16, spatial=8, shift=5.0, mode="replace"),
+            "wan2.2-ti2v": dict(channels=48, spatial=16, shift=5.0, mode="timestep")}
+H = W = 32
+
+
+@pytest.fixture(scope="module")
+def wan_models(tmp_path_factory):
+    """A models folder holding both tiny families' files (ComfyUI's file names)."""
+    from tiny_wan import write_tiny_wan
+    folder = tmp_path_factory.mktemp("wan_models")
+    return folder, {f: write_tiny_wan(folder, family=f) for f in FAMILIES}
+
+
+@pytest.fixture(params=list(FAMILIES))
+def wan(request, wan_models, monkeypatch):
+    """(family, loaded model, prompt conditioning) through the loader node, headless folders at the
+    tiny models."""
+    folder, files = wan_models
+    monkeypatch.setattr(HOST._headless, "models", folder)
+    paths = files[request.param]
+    (model,) = run("SoraModelLoader", dit=paths["dit"].name, vae=paths["vae"].name,
+                   text_encoder=paths["text_encoder"].name, dtype="float32")
+    (cond,) = run("SoraTextEncode", model=model, positive="a red ball", negative="blurry")
+    return request.param, model, cond
+
+
+def clip(frames, seed=0):
+    return torch.rand(frames, H, W, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def sample(model, cond, latent, **kw):
+    args = dict(model=model, conditioning=cond, latent=latent, seed=1, steps=2, cfg=2.0, sampler_name="euler",
+                shift=0.0, denoise=1.0)
+    return run("SoraSampler", **{**args, **kw})[0]["samples"]
+
+
+def test_loader_lists_the_wan_files_after_the_default(wan_models, monkeypatch):
+    folder, _ = wan_models
+    monkeypatch.setattr(HOST._headless, "models", folder)
+    required = NODES["SoraModelLoader"].INPUT_TYPES()["required"]
+    assert required["dit"][0] == ["default", "wan2.1_t2v_1.3B_bf16.safetensors", "wan2.2_ti2v_5B_fp16.safetensors"]
+    assert required["vae"][0] == ["default", "wan2.2_vae.safetensors", "wan_2.1_vae.safetensors"]
+    assert required["text_encoder"][0] == ["default", "umt5_xxl_fp16.safetensors"]
+    assert all(spec[1]["default"] == "default" for spec in (required["dit"], required["vae"], required["text_encoder"]))
+
+
+def test_empty_latent_has_the_wan_vae_geometry(wan):
+    family, model, _ = wan
+    f = FAMILIES[family]
+    assert model.model.family.name.startswith(family) and model.place is not None
+    latent, grid, *_, w, h, frames = run("SoraEmptyLatent", model=model, width=40, height=H, frames=8,
+                                         aspect="custom", seconds=0.0, fps=16.0, batch_size=1)
+    multiple = 2 * f["spatial"]                                   # VAE factor x patch 2
+    assert (frames, h, w % multiple) == (9, H, 0)
+    assert latent["samples"].shape == (1, f["channels"], 3, h // f["spatial"], w // f["spatial"])
+    assert model.rgb_map.shape == (f["channels"] + 1, 3)
+
+
+def test_sampler_takes_the_family_shift_and_condition_mode(wan):
+    """shift 0 = the family's (5.0), condition_mode auto = replace for Wan 2.1, timestep for 2.2
+    TI2V: the automatic runs equal the explicit ones and differ from the other mode."""
+    family, model, cond = wan
+    f = FAMILIES[family]
+    latent = run("SoraEmptyLatent", model=model, width=W, height=H, frames=9, aspect="custom", seconds=0.0,
+                 fps=16.0, batch_size=1)[0]
+    auto = sample(model, cond, latent)
+    assert torch.equal(auto, sample(model, cond, latent, shift=f["shift"]))
+    assert not torch.allclose(auto, sample(model, cond, latent, shift=1.0))
+    (conds,) = run("SoraImageToVideo", model=model, image=clip(1), position="start", strength=0.7)
+    other = "timestep" if f["mode"] == "replace" else "replace"
+    pinned = sample(model, cond, latent, frame_conditions=conds)
+    assert torch.equal(pinned, sample(model, cond, latent, frame_conditions=conds, condition_mode=f["mode"]))
+    assert not torch.allclose(pinned, sample(model, cond, latent, frame_conditions=conds, condition_mode=other))
+
+
+def test_vae_and_condition_nodes_work_with_a_wan_model(wan):
+    family, model, cond = wan
+    c = FAMILIES[family]["channels"]
+    (latent,) = run("SoraVAEEncode", model=model, images=clip(9), fit_frames="trim")
+    assert latent["samples"].shape == (1, c, 3, H // FAMILIES[family]["spatial"], W // FAMILIES[family]["spatial"])
+    (images,) = run("SoraVAEDecode", model=model, latent=latent, tile_size=0)
+    assert images.shape == (9, H, W, 3) and 0 <= images.min() and images.max() <= 1
+    video, other = clip(9, 1), clip(9, 2)
+    fwd, overlap = run("SoraExtendForward", model=model, video=video, latent_frames=2, strength=1.0)
+    back, _ = run("SoraExtendBackward", model=model, video=video, latent_frames=1, strength=1.0)
+    loop, drop_end, drop_start = run("SoraSeamlessLoop", model=model, image=clip(1), strength=1.0)
+    conn, a, b = run("SoraConnectClips", model=model, first=video, second=other, latent_frames=1, strength=1.0)
+    (blend,) = run("SoraClipBlend", model=model, first=video, second=other, curve="linear", start=0.25, end=0.75,
+                   strength=0.9, transition_strength=0.5)
+    assert overlap == 5 and (drop_start, drop_end) == (1, 3) and (a, b) == (1, 4) and len(blend) == 3
+    for conds in (fwd, back, loop, conn, blend):
+        assert all(k.latents.shape[1] == c for k in conds)
+        out = sample(model, cond, latent, frame_conditions=conds)
+        assert out.shape == latent["samples"].shape and torch.isfinite(out).all()
+    held = sample(model, cond, latent, frame_conditions=fwd)
+    assert torch.allclose(held[:, :, :2], fwd[0].latents, atol=1e-5)             # pinned at strength 1
+    edited = sample(model, cond, latent, denoise=0.3)                            # SDEdit of the encoded clip
+    fresh = sample(model, cond, latent)
+    assert (edited - latent["samples"]).abs().mean() < (fresh - latent["samples"]).abs().mean()
+
+
+def test_a_wan_file_with_default_components_is_refused_naming_the_inputs(wan_models, monkeypatch):
+    folder, files = wan_models
+    monkeypatch.setattr(HOST._headless, "models", folder)
+    with pytest.raises(ValueError, match=r"dit 'wan2.1_t2v_1.3B_bf16.safetensors': a Wan model needs its diffusion "
+                                         r"model, VAE and text encoder chosen together; vae and text_encoder are "
+                                         r"still 'default'"):
+        run("SoraModelLoader", dit=files["wan2.1"]["dit"].name, vae="default", text_encoder="default", dtype="auto")
+    with pytest.raises(ValueError, match="wan2.2_vae"):
+        run("SoraModelLoader", dit=files["wan2.1"]["dit"].name, vae=files["wan2.2-ti2v"]["vae"].name,
+            text_encoder=files["wan2.1"]["text_encoder"].name, dtype="auto")
