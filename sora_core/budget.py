@@ -4,7 +4,10 @@ One estimator for the command line, the nodes and the loaders. From a ``LatentGe
 size, the model's configs and the compute dtype it adds up the peak memory of a request:
 
 - weights: the parameters of the three modules (float32, as ``load_component`` builds them), counted
-  on the meta device from the configs (nothing is allocated);
+  on the meta device from the configs (nothing is allocated); for checkpoints read in their storage
+  dtype (Wan: bf16 / fp16 / fp8) the bytes as stored, from the headers (``loading.Checkpoint.storage_bytes``,
+  passed as ``weight_bytes``). With block offload the DiT blocks and the text encoder sit in host
+  memory and the device holds about two blocks' worth of the DiT (the streamed block and the rest);
 - latents: the latent, the noise and the sampler's working copies, (B, C, T_lat, H_lat, W_lat) float32;
 - one DiT step: the residual stream, q / k / v, the feed-forward hidden layer and the cross-attention
   scores over the text tokens for ``2B`` rows (CFG runs the conditional and unconditional passes as
@@ -114,25 +117,40 @@ def _vae_decode(spec, geo: LatentGeometry, batch: int) -> int:
     """Bytes of the decoder's widest stage for one causal chunk (ft pixel frames)."""
     v = spec.vae
     n = len(v.dim_mult)
-    # stage i works at 1 / 2**i of the size with up to base_dim * dim_mult[i + 1] channels (the decoder
+    base = max(v.base_dim, getattr(v, "decoder_base_dim", v.base_dim))     # Wan 2.2: a wider decoder
+    # stage i works at 1 / 2**i of the size with up to base * dim_mult[i + 1] channels (the decoder
     # halves the channels only after upsampling)
-    widest = max(v.base_dim * v.dim_mult[min(i + 1, n - 1)] * (geo.height * geo.width // 4 ** i) for i in range(n))
+    widest = max(base * v.dim_mult[min(i + 1, n - 1)] * (geo.height * geo.width // 4 ** i) for i in range(n))
     return batch * widest * (v.temporal_factor + 2) * FLOAT * 4       # x, residual, norm, conv out (+ cache)
 
 
+def _weights(spec, weight_bytes, offload: bool) -> tuple[dict[str, int], dict[str, int]]:
+    """(device parts, host parts) of the weights: float32 from the configs, or ``weight_bytes``
+    {kind: bytes as stored}; with ``offload`` the DiT blocks and the text encoder are in host memory."""
+    if weight_bytes is None:
+        weight_bytes = {k: FLOAT * parameter_count(getattr(spec, k)) for k in ("vae", "text_encoder", "dit")}
+    dit, vae, te = (int(weight_bytes.get(k, 0)) for k in ("dit", "vae", "text_encoder"))
+    if not offload:
+        return {"weights": dit + vae + te}, {}
+    streamed = min(dit, 2 * dit // max(1, spec.dit.num_layers))
+    return {"weights": streamed + vae}, {"offloaded weights": dit + te}
+
+
 def estimate(spec, geo: LatentGeometry, batch: int = 1, dtype: torch.dtype | str | None = None, *,
-             weights: bool = True, sampling: bool = True, decode: bool = True) -> Estimate:
+             weights: bool = True, sampling: bool = True, decode: bool = True,
+             weight_bytes: dict[str, int] | None = None, offload: bool = False) -> Estimate:
     """Peak memory of a request on ``spec`` (a ``pipeline.ModelSpec``) at ``geo`` x ``batch``.
 
     ``weights``: count the modules (False when they are loaded already); ``sampling`` / ``decode``:
     which phases the request runs; ``dtype``: the DiT's autocast dtype (None = float32; a name such
-    as "bfloat16" also works).
+    as "bfloat16" also works); ``weight_bytes``: {kind: bytes as stored} (default: float32 from the
+    configs); ``offload``: DiT blocks and text encoder in host memory.
     """
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     dev: dict[str, int] = {}
     host: dict[str, int] = {}
     if weights:
-        dev["weights"] = FLOAT * sum(parameter_count(c) for c in (spec.vae, spec.text_encoder, spec.dit))
+        dev, host = _weights(spec, weight_bytes, offload)
     latent = batch * spec.vae.z_dim * geo.latent_frames * geo.latent_size[0] * geo.latent_size[1] * FLOAT
     dev["latents"] = latent * (LATENT_COPIES if sampling else 2)
     step = _dit_step(spec, geo.tokens, 2 * batch, dtype) if sampling else 0

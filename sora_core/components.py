@@ -64,7 +64,8 @@ class Found:
         return {k: ck.storage_bytes() for k, ck in (self.checkpoints or {}).items()}
 
 
-def _is_sora_file(path: Path) -> bool:
+def is_sora_file(path) -> bool:
+    """Whether ``path`` is one of the files of a Sora model (its config in the metadata)."""
     try:
         return CONFIG_KEY in read_metadata(path)
     except WeightsError:
@@ -76,7 +77,7 @@ def _paths(model: Path, vae, text_encoder) -> dict | None:
     if model.is_dir() and (model / "model_index.json").is_file():
         return {"dit": model, "vae": vae or model, "text_encoder": text_encoder or model}
     if model.is_dir() and all((model / n).is_file() for n in MODEL_FILES.values()):
-        if _is_sora_file(model / MODEL_FILES["dit"]):
+        if is_sora_file(model / MODEL_FILES["dit"]):
             if vae is not None or text_encoder is not None:
                 raise ModelError(f"{str(model)!r} is a Sora model folder with its own VAE and text encoder: "
                                  f"give no separate VAE / text encoder with it")
@@ -119,6 +120,9 @@ def locate(model, vae=None, text_encoder=None) -> Found:
     if not model.exists():
         raise ModelMissingError(f"model {str(model)!r} does not exist (expected a Sora model folder, a diffusers "
                                 f"pipeline folder, or a Wan diffusion model file or folder)")
+    if model.is_file() and is_sora_file(model):
+        raise ModelError(f"{str(model)!r} is a file; a Sora model is given as its folder (holding "
+                         f"{', '.join(MODEL_FILES.values())})")
     paths = _paths(model, vae, text_encoder)
     if paths is None:
         return Found("sora", family("sora"), folder=model)
@@ -154,4 +158,4 @@ def load_wan(found: Found, device: torch.device | str = "cpu", offload: bool = F
     return vae, UMT5TextEncoder(found.tokenizer, encoder), dit, offloader
 
 
-__all__ = ["MODEL_FILES", "ModelError", "ModelMissingError", "Found", "locate", "check_fit", "load_wan"]
+__all__ = ["MODEL_FILES", "ModelError", "ModelMissingError", "Found", "locate", "is_sora_file", "check_fit", "load_wan"]

@@ -1,12 +1,18 @@
-"""``sora generate``: text (and optionally an image) to a video file with the default model.
+"""``sora generate``: text (and optionally an image) to a video file with the default model or Wan 2.1 / 2.2.
 
     sora generate "a red ball bouncing" --out ball.mp4
     sora generate "a blue box moving left" --out box.webp --frames 33 --width 96 --height 64 --seed 3
     sora generate "the ball rolls away" --image first.png --out anim.gif --seconds 2 --fps 8
+    sora generate "a cat on a surfboard" --out cat.mp4 --device cuda --offload \
+        --model models/diffusion_models/wan2.1_t2v_1.3B_bf16.safetensors \
+        --vae models/vae/wan_2.1_vae.safetensors --text-encoder models/text_encoders/umt5_xxl_fp16.safetensors
 
-Every argument is checked (frame count, sizes, image, output folder, model files) before the model
-is loaded; the video is written atomically at the end (mp4 H.264, webp or gif by extension), under a
-new name if the file exists, so a failed run leaves no file behind.
+--model takes the default model's kind of folder, a diffusers pipeline folder, or a Wan diffusion model
+(one file, shards or a folder; then --vae and --text-encoder name the other two). Every argument is
+checked (frame count, sizes, image, output folder, model files: their headers, kinds and fit) before
+the model is loaded, and the estimated peak memory is printed; the text encoder is released once the
+prompts are encoded. The video is written atomically at the end (mp4 H.264, webp or gif by
+extension), under a new name if the file exists, so a failed run leaves no file behind.
 """
 
 from __future__ import annotations
@@ -41,10 +47,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--negative", default="", help="negative prompt (used when --cfg != 1)")
     p.add_argument("--image", default=None, help="animate this image: it becomes the first frame")
     p.add_argument("--strength", type=float, default=1.0, help="how strictly the image is kept, in [0, 1]")
-    p.add_argument("--condition-mode", default="timestep", choices=["timestep", "replace"],
-                   help="how the image is applied: per-frame timesteps (models trained with masks) or replacement")
+    p.add_argument("--condition-mode", default=None, choices=["timestep", "replace"],
+                   help="how the image is applied: per-frame timesteps (models trained with them: the default "
+                        "model, Wan 2.2 TI2V) or replacement (Wan 2.1); default: the model family's")
     p.add_argument("--expand", action="store_true", help="expand the prompt into a detailed caption first")
-    p.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
+    p.add_argument("--model", default=None, help="model folder, diffusers pipeline folder or Wan diffusion model "
+                                                 "file / folder (default: the shipped default model)")
+    p.add_argument("--vae", default=None, help="the Wan VAE (file or folder), e.g. models/vae/wan_2.1_vae.safetensors")
+    p.add_argument("--text-encoder", default=None,
+                   help="the umT5 text encoder (file or folder), e.g. models/text_encoders/umt5_xxl_fp16.safetensors")
+    p.add_argument("--offload", action="store_true",
+                   help="keep the DiT blocks (and the text encoder) in RAM and stream each block to the GPU "
+                        "while it runs: slower, for models that do not fit (no effect with --device cpu)")
+    p.add_argument("--vae-tile", type=int, default=None,
+                   help="decode in spatial tiles of this many pixels (flat memory for large frames)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--fp32", action="store_true", help="compute in float32 (default: bfloat16 autocast)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -75,6 +91,7 @@ class Request:
     sampler: str
     shift: float
     image: object = None          # uint8 (H, W, 3) at the output size, or None
+    estimate: object = None       # budget.Estimate of the peak memory
 
 
 def _check_output(out: str) -> Path:
@@ -110,23 +127,45 @@ def _check_fps(fps: float, out: Path) -> None:
         raise CLIError(f"--fps {fps:g}: {e}") from None
 
 
-def _check_model(model: str | None) -> Path:
-    """The --model folder (default: the shipped model); a file or a missing folder is named."""
-    from ..pipeline import MODEL_FILES, default_model_dir
-    if model is None:
-        return default_model_dir()
-    path = Path(model)
-    if path.is_file():
-        raise CLIError(f"--model {model!r} is a file; --model takes the model's folder (holding "
-                       f"{', '.join(MODEL_FILES.values())})")
-    return path
+def _check_model(args):
+    """(ModelSpec, components.Found) of --model / --vae / --text-encoder, from the files' headers only:
+    each exists, is safetensors, holds the right kind of component, and the three fit together."""
+    from ..components import ModelError, ModelMissingError, is_sora_file
+    from ..models.wan.tokenizer import TokenizerNotFound
+    from ..pipeline import MODEL_FILES, ModelSpec, default_model_dir
+    from ..weights import WeightsError
+    extra = {"vae": args.vae, "text-encoder": args.text_encoder}
+    if args.model is None and any(extra.values()):
+        given = " and ".join(f"--{k}" for k, v in extra.items() if v)
+        raise CLIError(f"{given} go with --model (a Wan diffusion model); the default model has its own")
+    for option, value in extra.items():
+        if value is not None and not Path(value).exists():
+            raise CLIError(f"--{option} {value!r} does not exist (a .safetensors file or a model folder)")
+    source = default_model_dir() if args.model is None else args.model
+    if Path(source).is_file() and is_sora_file(source):
+        raise CLIError(f"--model {str(source)!r} is a file; --model takes the model's folder (holding "
+                       f"{', '.join(MODEL_FILES.values())}), or a Wan diffusion model")
+    try:
+        return ModelSpec.locate(source, args.vae, args.text_encoder)
+    except ModelMissingError:
+        raise
+    except (ModelError, WeightsError, TokenizerNotFound) as e:
+        options = "--model" + "".join(f" / --{k}" for k, v in extra.items() if v)
+        raise CLIError(f"{options}: {e}") from None
 
 
-def warn_long_prompts(spec, **prompts: str) -> None:
-    """Print a warning on stderr for each prompt the text encoder will cut (``name=text``)."""
-    from ..models.text import prompt_overflow
+def warn_long_prompts(spec, tokenizer=None, **prompts: str) -> None:
+    """Print a warning on stderr for each prompt the text encoder will cut (``name=text``); a Wan
+    model's prompts are counted by its umT5 ``tokenizer``."""
+    from ..models.text import PromptTruncatedWarning, prompt_overflow
     for name, text in prompts.items():
-        message = prompt_overflow(text, spec.text_encoder.max_len)
+        if tokenizer is None:
+            message = prompt_overflow(text, spec.text_encoder.max_len)
+        else:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", PromptTruncatedWarning)
+                tokenizer([text], spec.text_encoder.max_len)
+            message = next((str(w.message) for w in caught if issubclass(w.category, PromptTruncatedWarning)), None)
         if message is not None:
             print(f"warning: {name}: {message}", file=sys.stderr)
 
@@ -169,8 +208,14 @@ def _fit_image(image, height: int, width: int):
     return img[top:top + height, left:left + width]
 
 
-def validate(args, spec) -> Request:
-    """Check every argument against the model's configs ``spec`` (a pipeline.ModelSpec)."""
+def _offloads(args) -> bool:
+    """--offload streams blocks to an accelerator; on the CPU it changes nothing."""
+    return bool(getattr(args, "offload", False)) and not args.device.startswith("cpu")
+
+
+def validate(args, spec, found=None) -> Request:
+    """Check every argument against the model's configs ``spec`` (a pipeline.ModelSpec) and estimate the
+    peak memory (from the stored weights' sizes when ``found`` holds checkpoints)."""
     from ..diffusion.flow import check_cfg, check_shift
     from ..geometry import frames_for_seconds
     from ..diffusion.samplers import get_sampler
@@ -184,8 +229,11 @@ def validate(args, spec) -> Request:
     frames = (frames_for_seconds(args.seconds, fps, ft) if args.seconds is not None
               else spec.defaults.frames if args.frames is None else args.frames)
     geo = spec.geometry(frames, height, width)                        # GeometryError names the bad value
+    check_range("vae-tile", getattr(args, "vae_tile", None), 2 * spec.vae.spatial_factor, 1 << 16)
     from ..budget import check_request                                # BudgetError: estimate vs. free memory
-    check_request(spec, geo, device=args.device, dtype=None if args.fp32 else "bfloat16")
+    stored = found.storage_bytes() if found is not None and found.kind == "wan" else None
+    est = check_request(spec, geo, device=args.device, dtype=None if args.fp32 else "bfloat16",
+                        weight_bytes=stored, offload=_offloads(args))
     s = spec.schedule
     sampler = s.sampler if args.sampler is None else args.sampler
     get_sampler(sampler)
@@ -195,7 +243,7 @@ def validate(args, spec) -> Request:
     if image is not None:
         image = _fit_image(image, height, width)
     return Request(args.prompt, out, frames, height, width, fps, s.steps if args.steps is None else args.steps,
-                   cfg, sampler, shift, image)
+                   cfg, sampler, shift, image, est)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,6 +268,24 @@ def _progress(total: int, disable: bool):
     return bar, callback
 
 
+def _describe(spec, found, req: Request, args) -> None:
+    """The model, the estimate and (with an image) the condition mode, on stderr."""
+    from ..budget import gib
+    where = found.folder if found.kind == "sora" else found.checkpoints["dit"].source
+    print(f"model: {spec.family} ({where})", file=sys.stderr)
+    est = req.estimate
+    if est is not None:
+        print(f"estimated peak memory: {gib(est.total)} ({est.describe()})"
+              + (" with the DiT blocks offloaded" if _offloads(args) else ""), file=sys.stderr)
+    if args.offload and not _offloads(args):
+        print("note: --offload has no effect with --device cpu (the weights are in RAM already)", file=sys.stderr)
+    if req.image is not None:
+        mode = args.condition_mode or found.family.condition_mode
+        how = "per-frame timesteps" if mode == "timestep" else "replacement"
+        print(f"image condition: {how} ({'--condition-mode' if args.condition_mode else spec.family + ' default'})",
+              file=sys.stderr)
+
+
 def run(args) -> int:
     import secrets
 
@@ -227,25 +293,27 @@ def run(args) -> int:
 
     from ..diffusion.conditions import image_to_video
     from ..media.files import remove_orphan_temps_of
-    from ..pipeline import ModelSpec, SoraModel, generate
+    from ..pipeline import SoraModel, generate
     from ..models.text import PromptTruncatedWarning
     from ..media.video_io import frames_to_tensor, tensor_to_frames, write_video
 
     _check_args(args)
     _check_output(args.out)                     # user errors first, then the model's files
-    source = _check_model(args.model)
-    spec = ModelSpec.read(source)
-    req = validate(args, spec)
+    spec, found = _check_model(args)
+    req = validate(args, spec, found)
+    _describe(spec, found, req, args)
     for tmp in remove_orphan_temps_of(req.out):      # left by a generate killed while writing this file
         print(f"removed {tmp}, a temp file an interrupted run left", file=sys.stderr)
     seed = secrets.randbelow(2 ** 31) if args.seed is None else args.seed
     prompt = _expand(req.prompt, seed, req) if args.expand else req.prompt
     if args.expand:
         print(f"expanded prompt: {prompt}", file=sys.stderr)
-    warn_long_prompts(spec, prompt=prompt, **({"--negative": args.negative} if req.cfg != 1 else {}))
+    warn_long_prompts(spec, found.tokenizer, prompt=prompt, **({"--negative": args.negative} if req.cfg != 1 else {}))
 
     t0 = time.perf_counter()
-    model = SoraModel.load(source, device=args.device)
+    source = found.folder if found.kind == "sora" else args.model
+    model = SoraModel.open(source, args.vae, args.text_encoder, device=args.device, offload=args.offload,
+                           low_memory=True)       # one prompt per run: the text encoder goes once it is used
     conditions = ()
     if req.image is not None:
         image = frames_to_tensor(req.image[None])[None]                  # (1, 3, 1, H, W)
@@ -256,7 +324,7 @@ def run(args) -> int:
         result = generate(model, prompt, args.negative, frames=req.frames, height=req.height, width=req.width,
                           steps=req.steps, cfg=req.cfg, sampler=req.sampler, shift=req.shift, seed=seed,
                           conditions=conditions, condition_mode=args.condition_mode, callback=callback,
-                          autocast_dtype=None if args.fp32 else torch.bfloat16)
+                          autocast_dtype=None if args.fp32 else torch.bfloat16, tile_size=args.vae_tile)
     written = write_video(req.out, tensor_to_frames(result.video), req.fps)
     note = f" ({req.out} exists; wrote a new file)" if written != req.out else ""
     print(f"wrote {written}{note}: {req.frames} frames of {req.width}x{req.height} at {req.fps:g} fps, "
