@@ -2,6 +2,7 @@
 graph descriptions, using the pack's own /object_info so widget order and slots are always right.
 
     python scripts/make_workflows.py            # (re)writes workflows/*.json
+    python scripts/make_workflows.py NAME ...   # only these
 
 Each graph: nodes as ``id: (type, (column, row), {widget: value}, {input: (source id, output name)})``;
 nodes of a column are stacked in row order.
@@ -170,6 +171,183 @@ GRAPHS = {
 
 
 # ---------------------------------------------------------------------------------------------
+# Wan 2.1 / 2.2 graphs: ComfyUI's standard file names in models/diffusion_models, vae, text_encoders
+# (docs/real_models.md); shift 0 and condition_mode auto take the family's own
+# ---------------------------------------------------------------------------------------------
+
+WAN_FILES = {
+    "wan2.1": {"dit": "wan2.1_t2v_1.3B_bf16.safetensors", "vae": "wan_2.1_vae.safetensors",
+               "text_encoder": "umt5_xxl_fp16.safetensors"},
+    "wan2.2": {"dit": "wan2.2_ti2v_5B_fp16.safetensors", "vae": "wan2.2_vae.safetensors",
+               "text_encoder": "umt5_xxl_fp16.safetensors"},
+}
+WAN_NEGATIVE = "blurry, low quality, distorted, static, overexposed, jpeg artifacts, extra limbs, text, watermark"
+
+
+def wan_loader(family, col=0, row=0):
+    return ("SoraModelLoader", (col, row), dict(WAN_FILES[family]), {})
+
+
+def wan_sampler(cond, lat, col=2, row=0, conds=None, **widgets):
+    return sampler(cond, lat, col, row, conds, **{"steps": 30, "cfg": 5.0, **widgets})
+
+
+WAN_GRAPHS = {
+    "wan21_t2v_1.3b": {
+        1: wan_loader("wan2.1"),
+        2: encode("A red fox trotting through fresh snow in a birch forest at golden hour, low tracking shot, "
+                  "soft backlight, breath visible in the cold air.", WAN_NEGATIVE),
+        3: latent(width=832, height=480, frames=81, fps=16.0), 4: wan_sampler(2, (3, "latent")), 5: decode(4),
+        6: save((5, "images"), (3, "fps"), "sora/wan21_t2v"),
+        7: note("Wan 2.1 T2V 1.3B at its default 832x480, 81 frames (5 s at 16 fps). Put "
+                "wan2.1_t2v_1.3B_bf16.safetensors in models/diffusion_models, wan_2.1_vae.safetensors in "
+                "models/vae and umt5_xxl_fp16.safetensors (or the fp8 one) in models/text_encoders "
+                "(docs/real_models.md). Shift 0 and condition mode auto use the family's own (5.0)."),
+    },
+    "wan22_ti2v_5b_image_to_video": {
+        1: wan_loader("wan2.2"),
+        2: encode("A large yellow ball bouncing across the frame, casting a soft shadow, smooth camera.",
+                  WAN_NEGATIVE),
+        3: load("yellow_ball.png"), 4: latent(row=1, width=1280, height=704, frames=121, fps=24.0),
+        5: ("SoraResizeClip", (1, 3), {}, {"images": (3, "images"), "width": (4, "width"), "height": (4, "height")}),
+        6: ("SoraImageToVideo", (1, 4), {}, {**MODEL, "image": (5, "images")}),
+        7: wan_sampler(2, (4, "latent"), conds=6), 8: decode(7),
+        9: save((8, "images"), (4, "fps"), "sora/wan22_image_to_video"),
+        10: note("Wan 2.2 TI2V 5B image to video at 1280x704, 121 frames (5 s at 24 fps): the image is resized "
+                 "to the latent's size and pinned as the first frame; condition mode auto gives it its own "
+                 "timestep (t = 0), as the model was trained. Files: wan2.2_ti2v_5B_fp16.safetensors, "
+                 "wan2.2_vae.safetensors, umt5_xxl_fp16.safetensors (docs/real_models.md)."),
+    },
+    "wan21_extend_loop": {
+        1: wan_loader("wan2.1"),
+        2: encode("Waves rolling onto a pebble beach under a pale morning sky, steady wide shot.", WAN_NEGATIVE),
+        3: latent(row=1, width=832, height=480, frames=81, fps=16.0),
+        4: wan_sampler(2, (3, "latent")), 5: decode(4),
+        6: ("SoraExtendForward", (4, 2), {"latent_frames": 2}, {**MODEL, "video": (5, "images")}),
+        7: wan_sampler(2, (3, "latent"), col=5, conds=6, seed=1), 8: decode(7, col=6),
+        9: ("SoraConcatClips", (7, 0), {"drop_from": "second_start"},
+            {"first": (5, "images"), "second": (8, "images"), "overlap": (6, "overlap")}),
+        10: save((9, "images"), (3, "fps"), "sora/wan21_extended", col=8),
+        11: ("SoraSeamlessLoop", (4, 4), {}, {**MODEL, "image": (5, "images")}),
+        12: wan_sampler(2, (3, "latent"), col=5, row=4, conds=11, seed=2), 13: decode(12, col=6, row=4),
+        14: ("SoraTrimClip", (7, 4), {}, {"images": (13, "images"), "skip_start": (11, "drop_start"),
+                                           "skip_end": (11, "drop_end")}),
+        15: save((14, "images"), (3, "fps"), "sora/wan21_loop", "webp", col=8, row=4),
+        16: note("Wan 2.1 T2V 1.3B: a clip, continued forward from its last frames (joined without the "
+                 "repeated frames), and a seamless loop through its first frame (the webp loops forever). "
+                 "Wan 2.1 was trained without frame masks, so condition mode auto re-noises the pinned frames "
+                 "each step (replace)."),
+    },
+}
+GRAPHS.update(WAN_GRAPHS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Native workflows: ComfyUI's own loaders, KSampler and VAE Decode around the Sora/native latents
+# nodes. They run only inside ComfyUI (tests/test_real_comfyui.py); the headless tests leave out every
+# workflows/native_*.json. CORE holds the inputs of the ComfyUI 0.8.0 nodes they use (nodes.py,
+# comfy_extras/nodes_hunyuan.py) so the files get ComfyUI's widget order.
+# ---------------------------------------------------------------------------------------------
+
+NATIVE_FILES = {"unet_name": "wan2.1_t2v_1.3B_fp16.safetensors", "vae_name": "wan_2.1_vae.safetensors",
+                "clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors"}
+NATIVE_SIZE = {"width": 832, "height": 480}
+NATIVE_NEGATIVE = "blurry, static, distorted, low quality"
+
+
+def _core(required: dict, outputs: tuple, optional: dict | None = None) -> dict:
+    return {"input": {"required": required, "optional": optional or {}},
+            "input_order": {"required": list(required), "optional": list(optional or {})},
+            "output": list(outputs), "output_name": list(outputs)}
+
+
+CORE = {
+    "UNETLoader": _core({"unet_name": ([NATIVE_FILES["unet_name"]],),
+                         "weight_dtype": (["default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2"],)}, ("MODEL",)),
+    "VAELoader": _core({"vae_name": ([NATIVE_FILES["vae_name"]],)}, ("VAE",)),
+    "CLIPLoader": _core({"clip_name": ([NATIVE_FILES["clip_name"]],), "type": (["wan"],)}, ("CLIP",),
+                        {"device": (["default", "cpu"], {"advanced": True})}),
+    "CLIPTextEncode": _core({"text": ("STRING", {"multiline": True}), "clip": ("CLIP",)}, ("CONDITIONING",)),
+    "EmptyHunyuanLatentVideo": _core({"width": ("INT", {"default": 848}), "height": ("INT", {"default": 480}),
+                                      "length": ("INT", {"default": 25}), "batch_size": ("INT", {"default": 1})},
+                                     ("LATENT",)),
+    "KSampler": _core({"model": ("MODEL",), "seed": ("INT", {"default": 0, "control_after_generate": True}),
+                       "steps": ("INT", {"default": 20}), "cfg": ("FLOAT", {"default": 8.0}),
+                       "sampler_name": (["euler", "uni_pc"],), "scheduler": (["simple", "normal"],),
+                       "positive": ("CONDITIONING",), "negative": ("CONDITIONING",), "latent_image": ("LATENT",),
+                       "denoise": ("FLOAT", {"default": 1.0})}, ("LATENT",)),
+    "VAEDecode": _core({"samples": ("LATENT",), "vae": ("VAE",)}, ("IMAGE",)),
+}
+
+
+def native_base(prompt: str, length: int) -> dict:
+    """Loaders (1-3), prompts (4, 5), the empty latent (8), KSampler (10) and VAE Decode (11) of a Wan
+    2.1 graph; the caller adds the Sora node 9 whose latent KSampler samples."""
+    return {
+        1: ("UNETLoader", (0, 0), {"unet_name": NATIVE_FILES["unet_name"]}, {}),
+        2: ("VAELoader", (0, 1), {"vae_name": NATIVE_FILES["vae_name"]}, {}),
+        3: ("CLIPLoader", (0, 2), {"clip_name": NATIVE_FILES["clip_name"], "type": "wan"}, {}),
+        4: ("CLIPTextEncode", (1, 0), {"text": prompt}, {"clip": (3, "CLIP")}),
+        5: ("CLIPTextEncode", (1, 1), {"text": NATIVE_NEGATIVE}, {"clip": (3, "CLIP")}),
+        8: ("EmptyHunyuanLatentVideo", (1, 2), {**NATIVE_SIZE, "length": length}, {}),
+        10: ("KSampler", (3, 0), {"steps": 30, "cfg": 6.0, "sampler_name": "uni_pc", "scheduler": "simple"},
+             {"model": (1, "MODEL"), "positive": (4, "CONDITIONING"), "negative": (5, "CONDITIONING"),
+              "latent_image": (9, "latent")}),
+        11: ("VAEDecode", (4, 0), {}, {"samples": (10, "LATENT"), "vae": (2, "VAE")}),
+    }
+
+
+def resized(source: int, col=1, row=4) -> tuple:
+    return ("SoraResizeClip", (col, row), NATIVE_SIZE, {"images": (source, "images")})
+
+
+NATIVE_GRAPHS = {
+    "native_wan_extend_backward": {
+        **native_base("A red ball rolls in from the left and keeps moving right, on a plain green background.", 33),
+        6: load("red_ball_right.mp4", row=3), 7: resized(6),
+        9: ("SoraNativeExtendBackward", (2, 2), {"latent_frames": 2},
+            {"vae": (2, "VAE"), "video": (7, "images"), "latent": (8, "LATENT")}),
+        12: ("SoraMatchColors", (5, 0), {"at": "end"}, {"images": (11, "IMAGE"), "reference": (7, "images"),
+                                                         "overlap": (9, "overlap")}),
+        13: ("SoraConcatClips", (6, 0), {"drop_from": "first_end"},
+             {"first": (12, "images"), "second": (7, "images"), "overlap": (9, "overlap")}),
+        14: save((13, "images"), (6, "fps"), "sora/native_wan_extend_backward", col=7),
+        15: note("Extend backward with Wan 2.1 and ComfyUI's own KSampler: the first frames of the video are "
+                 "written at the end of the latent (noise mask 0 there) and the sampler generates what leads "
+                 "into them; the new clip's colours are matched to the video over the shared frames, then the "
+                 "two are joined.", row=5),
+    },
+    "native_wan_seamless_loop": {
+        **native_base("A yellow ball bouncing, on a gradient from black to gray.", 33),
+        6: load("yellow_ball.png", row=3), 7: resized(6),
+        9: ("SoraNativeSeamlessLoop", (2, 2), {}, {"vae": (2, "VAE"), "image": (7, "images"),
+                                                   "latent": (8, "LATENT")}),
+        12: ("SoraTrimClip", (5, 0), {}, {"images": (11, "IMAGE"), "skip_start": (9, "drop_start"),
+                                          "skip_end": (9, "drop_end")}),
+        13: save((12, "images"), (6, "fps"), "sora/native_wan_seamless_loop", "webp", col=6),
+        14: note("Seamless loop with Wan 2.1: the image is kept at the first and the last latent frame; "
+                 "trimming drop_start and drop_end makes the clip end on the image and wrap on (the webp loops).",
+                 row=5),
+    },
+    "native_wan_connect": {
+        **native_base("A red ball moving right, then a blue box moving down.", 33),
+        6: load("red_ball_right.mp4", row=3), 7: resized(6),
+        16: load("blue_box_down.mp4", row=5), 17: resized(16, row=6),
+        9: ("SoraNativeConnect", (2, 2), {}, {"vae": (2, "VAE"), "first": (7, "images"), "second": (17, "images"),
+                                              "latent": (8, "LATENT")}),
+        12: ("SoraConcatClips", (5, 0), {"drop_from": "second_start"},
+             {"first": (7, "images"), "second": (11, "IMAGE"), "overlap": (9, "overlap_first")}),
+        13: ("SoraConcatClips", (6, 0), {"drop_from": "first_end"},
+             {"first": (12, "images"), "second": (17, "images"), "overlap": (9, "overlap_second")}),
+        14: save((13, "images"), (6, "fps"), "sora/native_wan_connect", col=7),
+        15: note("Connect two videos with Wan 2.1: the end of the first is kept at the start of the latent, "
+                 "the start of the second at its end; the three clips are joined into one video.", row=7),
+    },
+}
+GRAPHS.update(NATIVE_GRAPHS)
+
+
+# ---------------------------------------------------------------------------------------------
 # UI-format writer
 # ---------------------------------------------------------------------------------------------
 
@@ -234,14 +412,20 @@ def build(graph: dict, info: dict) -> dict:
             "groups": [], "config": {}, "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}}, "version": 0.4}
 
 
-def main() -> None:
+def main(names: list[str] | None = None) -> None:
+    """Write every graph, or only ``names`` (``python scripts/make_workflows.py wan21_t2v_1.3b ...``)."""
     pack = workflow.load_pack(ROOT)
     info = workflow.object_info_from_classes(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS)
+    unknown = sorted(set(names or ()) - set(GRAPHS))
+    if unknown:
+        raise SystemExit(f"unknown workflow(s) {unknown}; known: {', '.join(GRAPHS)}")
     for name, graph in GRAPHS.items():
+        if names and name not in names:
+            continue
         path = OUT / f"{name}.json"
-        path.write_text(json.dumps(build(graph, info), indent=1) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(build(graph, {**CORE, **info}), indent=1) + "\n", encoding="utf-8")
         print(f"wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
