@@ -25,7 +25,9 @@ from comfyui_sora.headless import comfy_client as cc
 STEPS = int(os.environ.get("SORA_COMFYUI_STEPS", "4"))
 TIMEOUT = float(os.environ.get("SORA_COMFYUI_TIMEOUT", "900"))
 MODEL_DIR = os.environ.get("SORA_COMFYUI_MODEL_DIR", "").strip()
-WORKFLOWS = sorted((Path(__file__).resolve().parent.parent / "workflows").glob("*.json"))
+WORKFLOWS = sorted(p for p in (Path(__file__).resolve().parent.parent / "workflows").glob("*.json")
+                   if not p.name.startswith("native_"))       # ComfyUI's own models: test_native_workflow_...
+NATIVE = sorted((Path(__file__).resolve().parent.parent / "workflows").glob("native_*.json"))
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +75,34 @@ def shorten(api: dict, info: dict, cap: int, model_dir: str) -> dict:
     return api
 
 
+@pytest.fixture(scope="module")
+def wan_files(comfyui_server) -> dict:
+    """Tiny random Wan 2.1 and 2.2 TI2V checkpoints (tests/tiny_wan.py) under ComfyUI's standard file
+    names in the server's own model folders, where the wan* workflows find them."""
+    from tiny_wan import FAMILIES, write_tiny_wan
+    models = comfyui_server.models_dir("diffusion_models").parent
+    return {family: write_tiny_wan(models, family=family) for family in FAMILIES}
+
+
+def small_wan(api: dict) -> dict:
+    """A Wan workflow's latents at 64x64, 9 frames (tiny checkpoints; the released sizes would only
+    take longer)."""
+    for node in api.values():
+        if node["class_type"] == "SoraEmptyLatent":
+            node["inputs"].update(width=64, height=64, frames=9)
+    return api
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.stem for p in WORKFLOWS])
-def test_workflow_runs_to_a_saved_video(path, client, server_info, tmp_path):
+def test_workflow_runs_to_a_saved_video(path, client, server_info, tmp_path, request):
     from sora_core.media.video_io import read_video
     from comfyui_sora.headless.workflow import read_workflow, to_api
+    if path.stem.startswith("wan"):
+        request.getfixturevalue("wan_files")
+        server_info = client.object_info()                     # the loader now lists the Wan files
     api = shorten(to_api(read_workflow(path), server_info), server_info, STEPS, MODEL_DIR)
+    if path.stem.startswith("wan"):
+        small_wan(api)
     assert all(node["class_type"] in server_info for node in api.values())
     events = []
     result = client.run(api, events.append, timeout=TIMEOUT, extra_data={"preview_method": "auto"})
@@ -141,3 +166,128 @@ def test_server_refuses_model_dir_paths(client, server_info, path):
     with pytest.raises(cc.ValidationFailed) as e:
         client.queue_prompt(prompt)
     assert "model_dir" in "\n".join(e.value.lines) and "no absolute paths" in "\n".join(e.value.lines)
+
+
+def test_wan_model_is_managed_by_comfyui(comfyui_server, client, wan_files, tmp_path):
+    """The loader lists the Wan files; a Wan run registers the model's components with ComfyUI's model
+    management (its log: "Requested to load SoraWeights"), and after POST /free with unload_models
+    (ComfyUI's "Unload models") the next run loads them again and still saves a video."""
+    import json
+    import urllib.request
+
+    from comfyui_sora.headless.workflow import read_workflow, to_api
+    info = client.object_info()
+    listed = info["SoraModelLoader"]["input"]["required"]
+    assert {p.name for p in wan_files["wan2.1"].values()} <= set(listed["dit"][0]) | set(listed["vae"][0]) | \
+        set(listed["text_encoder"][0])
+    assert listed["dit"][0][0] == "default"
+    path = Path(__file__).resolve().parent.parent / "workflows" / "wan21_t2v_1.3b.json"
+    api = small_wan(shorten(to_api(read_workflow(path), info), info, 2, ""))
+    sampler = next(k for k, n in api.items() if n["class_type"] == "SoraSampler")
+
+    def loads() -> int:
+        return comfyui_server.log.read_text(errors="replace").count("Requested to load SoraWeights")
+
+    before = loads()
+    api[sampler]["inputs"]["seed"] = 101
+    assert client.run(api, lambda e: None, timeout=TIMEOUT).files()
+    first = loads()
+    assert first >= before + 3                       # text encoder, DiT, VAE
+    request = urllib.request.Request(comfyui_server.url + "/free", data=json.dumps({"unload_models": True}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(request, timeout=60).read()
+    api[sampler]["inputs"]["seed"] = 102
+    assert client.run(api, lambda e: None, timeout=TIMEOUT).files()
+    assert loads() > first                           # unloaded by ComfyUI, loaded again for the run
+
+
+# ---------------------------------------------------------------------------------------------
+# The native-latent workflows with a tiny random Wan 2.1 that ComfyUI's own loaders detect
+# ---------------------------------------------------------------------------------------------
+
+# latent frames the Sora node keeps (noise mask 0) in each workflow at 17 frames (5 latent frames)
+KNOWN = {"native_wan_extend_backward": [3, 4], "native_wan_seamless_loop": [0, 4], "native_wan_connect": [0, 4]}
+TINY_DIT, TINY_VAE = "sora_test_tiny_wan21_dit.safetensors", "sora_test_tiny_wan21_vae.safetensors"
+
+
+@pytest.fixture(scope="module")
+def tiny_wan_files(comfyui_server):
+    """A tiny random Wan 2.1 T2V DiT (dim 128: one head of ComfyUI's dim / 128, ComfyUI's fixed text
+    width 4096) and VAE, in ComfyUI's file layout (tests/tiny_wan.py), in the server's model folders."""
+    import dataclasses
+
+    import tiny_wan
+    from safetensors.torch import save_file
+    from sora_core.models.dit import DiT
+    cfg = dataclasses.replace(tiny_wan.DIT["wan2.1"], text_dim=4096, num_layers=1)
+    dit = tiny_wan._randomise(DiT(cfg), 0)
+    save_file({tiny_wan.dit_original_key(k): v.contiguous() for k, v in dit.state_dict().items()},
+              str(comfyui_server.models_dir("diffusion_models") / TINY_DIT))
+    tiny_wan.write_tiny_vae(comfyui_server.models_dir("vae") / TINY_VAE, "wan2.1", seed=1)
+    return TINY_DIT, TINY_VAE
+
+
+def native_prompt(path: Path, info: dict) -> dict:
+    """The workflow at 64x64, 17 frames, 2 steps, on the tiny files, with the test node's conditioning
+    instead of umT5, and SaveLatent on the Sora node's latent and on the KSampler's."""
+    from comfyui_sora.headless.workflow import read_workflow, to_api
+    api = to_api(read_workflow(path), info)
+    for key, node in list(api.items()):
+        kind, inputs = node["class_type"], node["inputs"]
+        if kind == "UNETLoader":
+            inputs["unet_name"] = TINY_DIT
+        elif kind == "VAELoader":
+            inputs["vae_name"] = TINY_VAE
+        elif kind == "CLIPLoader":
+            del api[key]
+        elif kind == "CLIPTextEncode":
+            api[key] = {"class_type": "SoraTestConditioning", "inputs": {"seed": int(key), "tokens": 8, "width": 4096}}
+        elif kind in ("SoraResizeClip", "EmptyHunyuanLatentVideo"):
+            inputs.update(width=64, height=64, **({"length": 17} if "length" in inputs else {}))
+        elif kind == "KSampler":
+            inputs.update(steps=2, cfg=3.0)
+            api["990"] = {"class_type": "SaveLatent", "inputs": {"samples": [key, 0], "filename_prefix": "latents/sampled"}}
+            api["991"] = {"class_type": "SaveLatent", "inputs": {"samples": inputs["latent_image"],
+                                                                  "filename_prefix": "latents/given"}}
+    return api
+
+
+@pytest.mark.parametrize("path", NATIVE, ids=[p.stem for p in NATIVE])
+def test_native_workflow_keeps_the_given_frames(path, client, server_info, tiny_wan_files, tmp_path):
+    """UNETLoader / VAELoader load the tiny Wan through ComfyUI's own detection, the Sora node writes
+    the given frames into the latent with a noise mask, ComfyUI's KSampler samples it and the stitched
+    video is saved: the kept latent frames come back unchanged (ComfyUI's latent scaling in and out
+    only), the generated ones differ, and the given pixel frames sit in the saved video unchanged
+    (within the mp4 codec's error) beside generated frames that differ from them."""
+    import numpy as np
+    from safetensors.torch import load_file
+    from sora_core.media.video_io import read_video
+    result = client.run(native_prompt(path, server_info), timeout=TIMEOUT)
+    local = {ref["filename"]: client.download(ref, tmp_path) for ref in result.files()}
+    latents = {name.split("_")[0]: load_file(str(p))["latent_tensor"] for name, p in local.items()
+               if name.endswith(".latent")}
+    given, sampled = latents["given"], latents["sampled"]
+    known = KNOWN[path.stem]
+    free = [t for t in range(given.shape[2]) if t not in known]
+    assert given.shape == sampled.shape == (1, 16, 5, 8, 8)
+    assert given[:, :, known].abs().mean() > 0.01 and float(given[:, :, free].abs().max()) == 0.0
+    torch.testing.assert_close(sampled[:, :, known], given[:, :, known], atol=1e-4, rtol=1e-4)
+    for t in free:
+        assert (sampled[:, :, t] - given[:, :, known[0]]).abs().mean() > 0.05, f"latent frame {t} was not generated"
+    (video,) = [p for name, p in local.items() if not name.endswith(".latent")]
+    frames, _ = read_video(video)
+    frames = frames.astype(np.float32)
+    if path.stem == "native_wan_seamless_loop":
+        assert frames.shape[0] == 17 - 1 - 3                 # drop_start 1, drop_end ft - 1
+        return
+    src, _ = read_video(Path(__file__).resolve().parent.parent / "workflows" / "media" / "red_ball_right.mp4")
+    src = src.astype(np.float32)
+    if path.stem == "native_wan_extend_backward":          # new 17 + video 17 - 8 shared = 26
+        assert frames.shape[0] == 26
+        given_part, new_part = frames[-9:], frames[:9]
+        assert np.abs(given_part - src[-9:]).mean() < 6.0
+    else:                                                   # a 17 + (17 - 1 - 4 shared) + 17
+        assert frames.shape[0] == 17 + 12 + 17 - 0 or frames.shape[0] == 46
+        given_part, new_part = frames[:16], frames[17:29]
+        assert np.abs(given_part - src[:16]).mean() < 6.0
+    assert np.abs(new_part - given_part[: len(new_part)]).mean() > 6.0
