@@ -36,6 +36,9 @@ EXAMPLE = {"vae": {"wan2.1-vae": "models/vae/wan_2.1_vae.safetensors", "wan2.2-v
            "text_encoder": "models/text_encoders/umt5_xxl_fp16.safetensors"}
 
 
+_WHAT = {"vae": "VAE", "text_encoder": "text encoder"}
+
+
 class ModelError(ValueError):
     """Model files that are incomplete or whose components do not fit together."""
 
@@ -132,7 +135,7 @@ def locate(model, vae=None, text_encoder=None) -> Found:
     if missing:
         examples = {"vae": EXAMPLE["vae"].get(VAE_OF.get(fam.name), ""), "text_encoder": EXAMPLE["text_encoder"]}
         raise ModelError(f"{str(model)!r} is a {dit.detected.family} diffusion model alone: give its "
-                         + " and its ".join(f"{k.replace('_', ' ')} (e.g. {examples[k]})" for k in missing))
+                         + " and its ".join(f"{_WHAT[k]} (e.g. {examples[k]})" for k in missing))
     cks = {"dit": dit, "vae": _inspect(paths["vae"], "vae"), "text_encoder": _inspect(paths["text_encoder"], "text_encoder")}
     check_fit(cks["dit"], cks["vae"], cks["text_encoder"])
     from .models.wan.tokenizer import find_tokenizer

@@ -5,9 +5,9 @@ before it runs, then dropped from the device again.
     dit(x, t, context)                                 # block i is copied in, runs, is released
     off.remove()                                       # hooks gone, blocks back in host memory
 
-Mechanics: a forward pre-hook on every block points each of its parameters and buffers (fp8 / bf16
-storage included, with their ``Upcast`` scales) at a device copy of the host tensor; a forward hook
-points them back at the host tensor, so the device copy is freed once the block has run and nothing
+Mechanics: a forward pre-hook on every block replaces each of its parameters and buffers (fp8 / bf16
+storage included, with their ``Upcast`` scales) by a device copy of the host tensor; a forward hook
+puts the host tensors back, so the device copy is freed once the block has run and nothing
 is ever copied back (the host tensors are never modified). Host tensors are pinned when the device is
 a GPU, so the copies can run asynchronously. The device then holds one block's weights at a time
 (plus the activations); the cost is one host-to-device copy of the blocks per model call.
@@ -39,10 +39,14 @@ def _get(m: nn.Module, kind: str, name: str) -> torch.Tensor:
 
 
 def _point(m: nn.Module, kind: str, name: str, tensor: torch.Tensor) -> None:
-    if kind == "param":
-        m._parameters[name].data = tensor
-    else:
+    """Make ``tensor`` the module's parameter / buffer ``name`` (a host Parameter is put back as is; a
+    device copy becomes a new Parameter, as ``.data`` cannot change the kind of device everywhere)."""
+    if kind == "buffer":
         m._buffers[name] = tensor
+    elif isinstance(tensor, nn.Parameter):
+        m._parameters[name] = tensor
+    else:
+        m._parameters[name] = nn.Parameter(tensor, requires_grad=m._parameters[name].requires_grad)
 
 
 class BlockOffload:
@@ -64,6 +68,8 @@ class BlockOffload:
             for m, kind, name in _slots(block):
                 host = _get(m, kind, name).detach().to(self.storage)
                 host = host.pin_memory() if pin else host
+                if kind == "param":
+                    host = nn.Parameter(host, requires_grad=_get(m, kind, name).requires_grad)
                 _point(m, kind, name, host)
                 slots.append((m, kind, name, host))
             self._host.append(slots)
@@ -73,7 +79,7 @@ class BlockOffload:
     def _loader(self, i: int):
         def hook(module, args):
             for m, kind, name, host in self._host[i]:
-                _point(m, kind, name, host.to(self.device, non_blocking=True))
+                _point(m, kind, name, host.detach().to(self.device, non_blocking=True))
             if self.on_move is not None:
                 self.on_move("load", i)
         return hook
@@ -110,9 +116,9 @@ def offload_dit(dit: nn.Module, device: torch.device | str, storage: torch.devic
     for name, child in dit.named_children():
         if name != "blocks":
             child.to(device)
-    for name, p in dit._parameters.items():
+    for name, p in list(dit._parameters.items()):
         if p is not None:
-            p.data = p.data.to(device)
+            _point(dit, "param", name, p.detach().to(device))
     if hasattr(dit, "set_kernels"):
         dit.set_kernels("plain")
     return BlockOffload(dit.blocks, device, storage, **kw)
