@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SRC = ROOT.parent / "shared" / "comfyui"
 DEFAULT_PYTHON = Path.home() / ".cache" / "comfyui-sora" / "comfyui-venv" / "bin" / "python"
 PACK_LINK = "comfyui-sora"
+TEST_NODES = (ROOT / "tests" / "comfy_test_nodes",)   # test-only custom nodes, linked beside the pack
 START_TIMEOUT = 240.0
 
 
@@ -110,9 +111,10 @@ def _import_failure(log: str) -> str | None:
     return None
 
 
-def start(base: Path | None = None) -> ComfyServer:
-    """Copy the source tree under ``base`` (a new temporary folder by default), link the pack, start
-    the server and wait until it answers; raise ComfyUIUnavailable with the log on failure."""
+def start(base: Path | None = None, extra_nodes: tuple[Path, ...] = TEST_NODES) -> ComfyServer:
+    """Copy the source tree under ``base`` (a new temporary folder by default), link the pack and the
+    ``extra_nodes`` folders (custom nodes only the tests use), start the server and wait until it
+    answers; raise ComfyUIUnavailable with the log on failure."""
     src, python = _source_and_python()
     owned = base is None
     base = Path(tempfile.mkdtemp(prefix="sora-comfyui-")) if base is None else base
@@ -125,6 +127,8 @@ def start(base: Path | None = None) -> ComfyServer:
         if path.is_dir() and not os.access(path, os.W_OK):
             path.chmod(0o755)
     (root / "custom_nodes" / PACK_LINK).symlink_to(ROOT, target_is_directory=True)
+    for folder in extra_nodes:
+        (root / "custom_nodes" / f"sora-test-{folder.name}").symlink_to(folder, target_is_directory=True)
     port = free_port()
     log = base / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}

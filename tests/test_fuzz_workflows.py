@@ -22,7 +22,7 @@ from comfyui_sora.headless import executor, workflow
 from comfyui_sora.headless.workflow import WorkflowError
 
 ROOT = Path(__file__).resolve().parent.parent
-FILES = sorted((ROOT / "workflows").glob("*.json"))
+FILES = sorted(p for p in (ROOT / "workflows").glob("*.json") if not p.name.startswith("native_"))  # ComfyUI-only
 PACK = workflow.load_pack()
 CLASSES = PACK.NODE_CLASS_MAPPINGS
 INFO = workflow.object_info_from_classes(CLASSES, PACK.NODE_DISPLAY_NAME_MAPPINGS)
