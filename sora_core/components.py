@@ -23,13 +23,15 @@ against each other (latent channels, text width, the Wan 2.2 TI2V DiT with the W
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import torch
 
 from . import loading
 from .families import VAE_OF, Family, family
-from .weights import CONFIG_KEY, WeightsError, read_metadata
+from .weights import CONFIG_KEY, WeightsError, read_config, read_metadata
 
 MODEL_FILES = {"vae": "vae.safetensors", "text_encoder": "text_encoder.safetensors", "dit": "dit.safetensors"}
 EXAMPLE = {"vae": {"wan2.1-vae": "models/vae/wan_2.1_vae.safetensors", "wan2.2-vae": "models/vae/wan2.2_vae.safetensors"},
@@ -65,6 +67,30 @@ class Found:
     def storage_bytes(self) -> dict[str, int]:
         """{kind: bytes of its weights as stored} (Wan checkpoints; empty for a Sora folder)."""
         return {k: ck.storage_bytes() for k, ck in (self.checkpoints or {}).items()}
+
+
+def model_files(source: str | os.PathLike | Sequence | Mapping) -> dict[str, Path]:
+    """{kind: path} for a model directory, a list of weight files, or a {kind: path} mapping."""
+    if isinstance(source, Mapping):
+        files = {k: Path(v) for k, v in source.items()}
+    elif isinstance(source, (str, os.PathLike)):
+        folder = Path(source)
+        if folder.is_file():
+            raise ModelError(f"{str(folder)!r} is a file; a model is a folder holding "
+                             f"{', '.join(MODEL_FILES.values())}")
+        if not folder.is_dir():
+            raise ModelMissingError(f"model directory {str(folder)!r} does not exist")
+        files = {k: folder / name for k, name in MODEL_FILES.items()}
+    else:
+        files = {read_config(p).kind: Path(p) for p in source}
+    missing = [f"{k} ({p})" for k, p in files.items() if not p.is_file()] + \
+              [k for k in MODEL_FILES if k not in files]
+    if missing:
+        raise ModelMissingError(f"model files missing: {', '.join(missing)}")
+    unknown = sorted(set(files) - set(MODEL_FILES))
+    if unknown:
+        raise ModelError(f"unexpected model components {unknown}; a model has {', '.join(MODEL_FILES)}")
+    return files
 
 
 def is_sora_file(path) -> bool:
@@ -161,4 +187,4 @@ def load_wan(found: Found, device: torch.device | str = "cpu", offload: bool = F
     return vae, UMT5TextEncoder(found.tokenizer, encoder), dit, offloader
 
 
-__all__ = ["MODEL_FILES", "ModelError", "ModelMissingError", "Found", "locate", "is_sora_file", "check_fit", "load_wan"]
+__all__ = ["MODEL_FILES", "ModelError", "ModelMissingError", "Found", "locate", "is_sora_file", "model_files", "check_fit", "load_wan"]

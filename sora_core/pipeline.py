@@ -46,7 +46,7 @@ from .configs import ConfigError, DiTConfig, ScheduleConfig, TextEncoderConfig, 
 from .diffusion.flow import FlowDenoiser, TextCond, cfg_denoiser, check_cfg, check_shift, make_noise
 from .geometry import LatentGeometry
 from .diffusion.samplers import get_sampler
-from .components import MODEL_FILES, ModelError, ModelMissingError, Found, load_wan, locate
+from .components import MODEL_FILES, ModelError, ModelMissingError, Found, load_wan, locate, model_files
 from .families import Family, GenerationDefaults, family
 from .weights import load_component, read_config, read_metadata, save_component
 
@@ -63,30 +63,6 @@ def _missing_default_message(folder: Path) -> str:
             f"`sora train vae --preset default --out runs/vae --export runs/model` then `sora train dit --preset "
             f"default --out runs/dit --vae runs/model/vae.safetensors --export runs/model`, and copy the files "
             f"into {folder} (or pass the folder with --model / SoraModel.load)")
-
-
-def model_files(source: str | os.PathLike | Sequence | Mapping) -> dict[str, Path]:
-    """{kind: path} for a model directory, a list of weight files, or a {kind: path} mapping."""
-    if isinstance(source, Mapping):
-        files = {k: Path(v) for k, v in source.items()}
-    elif isinstance(source, (str, os.PathLike)):
-        folder = Path(source)
-        if folder.is_file():
-            raise ModelError(f"{str(folder)!r} is a file; a model is a folder holding "
-                             f"{', '.join(MODEL_FILES.values())}")
-        if not folder.is_dir():
-            raise ModelMissingError(f"model directory {str(folder)!r} does not exist")
-        files = {k: folder / name for k, name in MODEL_FILES.items()}
-    else:
-        files = {read_config(p).kind: Path(p) for p in source}
-    missing = [f"{k} ({p})" for k, p in files.items() if not p.is_file()] + \
-              [k for k in MODEL_FILES if k not in files]
-    if missing:
-        raise ModelMissingError(f"model files missing: {', '.join(missing)}")
-    unknown = sorted(set(files) - set(MODEL_FILES))
-    if unknown:
-        raise ModelError(f"unexpected model components {unknown}; a model has {', '.join(MODEL_FILES)}")
-    return files
 
 
 def text_width(cfg) -> int:
