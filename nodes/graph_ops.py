@@ -214,7 +214,7 @@ def check_budget(handle: LoadedModel, geo: geometry.LatentGeometry, batch: int =
     loaded model that cannot fit in memory; ``phases``: see ``budget.estimate`` (weights are loaded)."""
     if type(batch) is not int or batch < 1:
         raise ValueError(f"batch size must be an integer >= 1, got {batch!r}")
-    device = handle.device if handle.device is not None else handle.model.device
+    device = getattr(handle, "device", None) or handle.model.device        # compute device, else the weights'
     return budget.check_request(handle.model.spec, geo, batch, device, handle.dtype,
                                 weights=False, **phases)
 
