@@ -4,7 +4,7 @@ This package is only ever imported relatively, as ``<pack>.nodes`` (ComfyUI has 
 ``nodes`` module). ``host`` is the one module that talks to ComfyUI services.
 """
 
-from . import clips, conditions, latent, model, native, sampler, text, vae, video
+from . import clips, conditions, latent, model, native, sampler, text, vae, video, web_routes
 
 _THEMES = (model, text, latent, sampler, vae, conditions, video, clips, native)
 
@@ -13,5 +13,7 @@ NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
 for _theme in _THEMES:
     NODE_CLASS_MAPPINGS.update(_theme.NODE_CLASS_MAPPINGS)
     NODE_DISPLAY_NAME_MAPPINGS.update(_theme.NODE_DISPLAY_NAME_MAPPINGS)
+
+web_routes.register()                  # the web extension's routes (no-op outside ComfyUI)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -1,4 +1,5 @@
-"""The one place that talks to the ComfyUI host: folders, progress bar with previews, interrupts.
+"""The one place that talks to the ComfyUI host: folders, progress bar with previews, interrupts, and
+the web extension's HTTP routes (``register_routes``).
 
 Inside ComfyUI these use ``folder_paths``, ``comfy.utils.ProgressBar``, ``comfy.model_management``
 and ``comfy.model_patcher`` (the loaded model's components are registered as ModelPatchers, so
@@ -173,6 +174,28 @@ def input_path(name: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"video {name!r} was not found in the input folder {base}")
     return path
+
+
+def register_routes(routes: dict) -> bool:
+    """Add HTTP routes to ComfyUI's server: ``routes`` maps (method, path) to a plain function of the
+    query (a dict) returning (status, body), body a dict (sent as JSON) or a Path (sent as the file).
+    Returns False, doing nothing, outside ComfyUI (tests and headless runs call the functions directly)."""
+    try:
+        from aiohttp import web
+        from server import PromptServer
+    except ImportError:
+        return False
+    server = getattr(PromptServer, "instance", None)
+    if server is None:
+        return False
+    for (method, path), handler in routes.items():
+        async def respond(request, handler=handler):
+            status, body = handler(dict(request.query))
+            if isinstance(body, Path):
+                return web.FileResponse(body)
+            return web.json_response(body, status=status)
+        server.routes.route(method, path)(respond)
+    return True
 
 
 def metadata_enabled() -> bool:

@@ -292,3 +292,28 @@ def test_native_workflow_keeps_the_given_frames(path, client, server_info, tiny_
         given_part, new_part = frames[:16], frames[17:29]
         assert np.abs(given_part - src[:16]).mean() < 6.0
     assert np.abs(new_part - given_part[: len(new_part)]).mean() > 6.0
+
+
+def _get_json(url: str) -> tuple[int, dict]:
+    """(status, JSON body) of a GET, error statuses included."""
+    import json
+    import urllib.error
+    import urllib.request
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_geometry_route_answers_on_the_server(comfyui_server):
+    """GET /sora/geometry (the readout of Sora Empty Latent in the web extension) is registered on the
+    real server: valid values read out, invalid ones come back with the nearest valid values, bad
+    queries are refused naming the parameter."""
+    status, body = _get_json(comfyui_server.url + "/sora/geometry?width=100&height=64&frames=18&batch=1")
+    assert status == 200, body
+    assert body["valid"] == {"width": 104, "height": 64, "frames": 17}
+    assert [n["field"] for n in body["notes"]] == ["width", "frames"]
+    assert body["tokens"] > 0 and body["memory"]["bytes"] > 0 and body["step"]["seconds"] > 0
+    status, body = _get_json(comfyui_server.url + "/sora/geometry?width=64&height=64&frames=abc")
+    assert status == 400 and "frames must be an integer" in body["error"]
