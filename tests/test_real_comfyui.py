@@ -317,3 +317,19 @@ def test_geometry_route_answers_on_the_server(comfyui_server):
     assert body["tokens"] > 0 and body["memory"]["bytes"] > 0 and body["step"]["seconds"] > 0
     status, body = _get_json(comfyui_server.url + "/sora/geometry?width=64&height=64&frames=abc")
     assert status == 400 and "frames must be an integer" in body["error"]
+
+
+def test_web_extension_is_served(comfyui_server):
+    """WEB_DIRECTORY: the server lists the pack's extension modules in GET /extensions and serves
+    them (the frontend imports each listed file), the lib modules beside them."""
+    import urllib.request
+    status, listed = _get_json(comfyui_server.url + "/extensions")
+    assert status == 200
+    ours = {p.rsplit("/", 1)[-1] for p in listed if "/sora_" in p}
+    assert {"sora_readout.js", "sora_timeline.js", "sora_preview.js"} <= ours
+    path = next(p for p in listed if p.endswith("/sora_readout.js"))
+    with urllib.request.urlopen(comfyui_server.url + path, timeout=60) as r:
+        assert r.status == 200 and b"app.registerExtension" in r.read()
+    lib = path.rsplit("/", 1)[0] + "/lib/readout.js"
+    with urllib.request.urlopen(comfyui_server.url + lib, timeout=60) as r:
+        assert r.status == 200 and b"export function formatReadout" in r.read()
