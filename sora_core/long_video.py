@@ -204,8 +204,8 @@ def long_video(model: SoraModel, prompt: str | Sequence[Cue], negative_prompt: s
                width: int | None = None, fps: float | None = None, steps: int | None = None,
                cfg: float | None = None, sampler: str | None = None, shift: float | None = None, seed: int = 0,
                match_colors_at_joins: bool = True, anchor: bool = False, condition_mode: str | None = None,
-               callback: Callable[[dict], None] | None = None,
-               autocast_dtype: torch.dtype | None = torch.bfloat16) -> Iterator[Chunk]:
+               callback: Callable[[dict], None] | None = None, autocast_dtype: torch.dtype | None = torch.bfloat16,
+               tile_size: int | None = None) -> Iterator[Chunk]:
     """Generate ``frames`` pixel frames in windows (see the module doc); yields one ``Chunk`` per window.
 
     Unset options take the model's defaults (``window``: its trained frame count; ``overlap``: the
@@ -230,7 +230,8 @@ def long_video(model: SoraModel, prompt: str | Sequence[Cue], negative_prompt: s
     weights = prompt_weights(cues, [(w.start + w.context_frames(ft)) / fps for w in wins])
     return _run(model, wins, texts, uncond, weights, dict(
         height=height, width=width, sigmas=sigmas, cfg=cfg, sampler=sampler, seed=seed, ft=ft,
-        match=match_colors_at_joins, anchor=anchor, mode=condition_mode, callback=callback, dtype=autocast_dtype))
+        match=match_colors_at_joins, anchor=anchor, mode=condition_mode, callback=callback, dtype=autocast_dtype,
+        tile=tile_size))
 
 
 def _run(model, wins, texts, uncond, weights, o) -> Iterator[Chunk]:
@@ -245,7 +246,7 @@ def _run(model, wins, texts, uncond, weights, o) -> Iterator[Chunk]:
         latents = sample_latents(model, make_noise_grid(model, geo, gen), _blend(texts, a, b, w), uncond,
                                  sigmas=o["sigmas"], cfg=o["cfg"], sampler=o["sampler"], conditions=plan,
                                  condition_mode=o["mode"], generator=gen, callback=report, autocast_dtype=o["dtype"])
-        video = decode_latents(model, latents, o["dtype"]).cpu()
+        video = decode_latents(model, latents, o["dtype"], o["tile"]).cpu()
         if o["anchor"] and prev is None:
             anchor_latent = latents[:, :, :1].clone()
         del latents

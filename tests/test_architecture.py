@@ -28,13 +28,14 @@ ALLOWED = {
     "components": {"configs", "weights", "loading", "models", "families"},
     "pipeline": {"geometry", "configs", "weights", "budget", "loading", "models", "diffusion", "media", "families",
                  "components"},
+    "long_video": {"geometry", "configs", "media", "models", "diffusion", "pipeline"},
     "prompts": {"geometry", "world"},
     "evaluation": {"geometry", "configs", "weights", "budget", "loading", "families", "components", "models",
                    "diffusion", "media", "pipeline", "prompts", "world"},
     "train": {"geometry", "configs", "weights", "budget", "loading", "families", "components", "models",
               "diffusion", "media", "pipeline", "prompts", "world", "evaluation"},
     "cli": {"geometry", "configs", "weights", "budget", "loading", "families", "components", "models",
-            "diffusion", "media", "pipeline", "prompts", "world", "evaluation", "train"},
+            "diffusion", "media", "pipeline", "long_video", "prompts", "world", "evaluation", "train"},
 }
 # never imported by the core: ComfyUI's modules and the pack itself
 FOREIGN = ("comfy", "comfy_extras", "comfy_execution", "comfy_api", "folder_paths", "server", "execution",

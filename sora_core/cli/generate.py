@@ -3,6 +3,7 @@
     sora generate "a red ball bouncing" --out ball.mp4
     sora generate "a blue box moving left" --out box.webp --frames 33 --width 96 --height 64 --seed 3
     sora generate "the ball rolls away" --image first.png --out anim.gif --seconds 2 --fps 8
+    sora generate "0:a red ball moving right | 20:the ball bounces" --seconds 60 --out minute.mp4
     sora generate "a cat on a surfboard" --out cat.mp4 --device cuda --offload \
         --model models/diffusion_models/wan2.1_t2v_1.3B_bf16.safetensors \
         --vae models/vae/wan_2.1_vae.safetensors --text-encoder models/text_encoders/umt5_xxl_fp16.safetensors
@@ -13,6 +14,11 @@ checked (frame count, sizes, image, output folder, model files: their headers, k
 the model is loaded, and the estimated peak memory is printed; the text encoder is released once the
 prompts are encoded. The video is written atomically at the end (mp4 H.264, webp or gif by
 extension), under a new name if the file exists, so a failed run leaves no file behind.
+
+Longer than the model's trained length (its default frame count), or with a prompt schedule
+("SECONDS:prompt | SECONDS:prompt ..."), the video is made in windows of --window frames, each
+continuing the last --overlap frames of the one before (sora_core.long_video), and streamed to the
+file window by window (mp4 or webp): memory stays that of one window.
 """
 
 from __future__ import annotations
@@ -50,6 +56,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--condition-mode", default=None, choices=["timestep", "replace"],
                    help="how the image is applied: per-frame timesteps (models trained with them: the default "
                         "model, Wan 2.2 TI2V) or replacement (Wan 2.1); default: the model family's")
+    p.add_argument("--window", type=int, default=None,
+                   help="long videos: frames per window, 1 + k * ft (default: the model's trained length)")
+    p.add_argument("--overlap", type=int, default=None,
+                   help="long videos: frames each window continues from the one before, 1 + k * ft (default 5 "
+                        "for the default model: 2 latent frames)")
+    p.add_argument("--anchor", action="store_true",
+                   help="long videos: keep the first frame as context of every window (models with per-frame "
+                        "timesteps only)")
     p.add_argument("--expand", action="store_true", help="expand the prompt into a detailed caption first")
     p.add_argument("--model", default=None, help="model folder, diffusers pipeline folder or Wan diffusion model "
                                                  "file / folder (default: the shipped default model)")
@@ -92,6 +106,7 @@ class Request:
     shift: float
     image: object = None          # uint8 (H, W, 3) at the output size, or None
     estimate: object = None       # budget.Estimate of the peak memory
+    windows: object = None        # long video: cli.long_generate.LongPlan, else None
 
 
 def _check_output(out: str) -> Path:
@@ -228,7 +243,9 @@ def validate(args, spec, found=None) -> Request:
     ft = spec.vae.temporal_factor
     frames = (frames_for_seconds(args.seconds, fps, ft) if args.seconds is not None
               else spec.defaults.frames if args.frames is None else args.frames)
-    geo = spec.geometry(frames, height, width)                        # GeometryError names the bad value
+    from .long_generate import check_long
+    windows = check_long(args, spec, frames, height, width, fps, out, image)
+    geo = spec.geometry(frames if windows is None else windows.window, height, width)  # GeometryError names it
     check_range("vae-tile", getattr(args, "vae_tile", None), 2 * spec.vae.spatial_factor, 1 << 16)
     from ..budget import check_request                                # BudgetError: estimate vs. free memory
     stored = found.storage_bytes() if found is not None and found.kind == "wan" else None
@@ -243,7 +260,7 @@ def validate(args, spec, found=None) -> Request:
     if image is not None:
         image = _fit_image(image, height, width)
     return Request(args.prompt, out, frames, height, width, fps, s.steps if args.steps is None else args.steps,
-                   cfg, sampler, shift, image, est)
+                   cfg, sampler, shift, image, est, windows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,6 +325,9 @@ def run(args) -> int:
     prompt = _expand(req.prompt, seed, req) if args.expand else req.prompt
     if args.expand:
         print(f"expanded prompt: {prompt}", file=sys.stderr)
+    if req.windows is not None:
+        from .long_generate import run_long
+        return run_long(args, spec, found, req, seed, prompt)
     warn_long_prompts(spec, found.tokenizer, prompt=prompt, **({"--negative": args.negative} if req.cfg != 1 else {}))
 
     t0 = time.perf_counter()

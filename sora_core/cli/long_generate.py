@@ -1,0 +1,108 @@
+"""``sora generate`` beyond the model's trained length: checks of the window options and the prompt
+schedule (before any weights load), and the windowed run streaming to the output file
+(``sora_core.long_video``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+
+from . import CLIError
+
+
+@dataclass(frozen=True)
+class LongPlan:
+    """A validated long-video request: window and overlap (pixel frames), number of windows, cues."""
+    window: int
+    overlap: int
+    count: int
+    cues: tuple
+
+
+def _schedule(args, seconds: float):
+    from ..long_video import LongVideoError, parse_schedule
+    try:
+        return parse_schedule(args.prompt, seconds)
+    except LongVideoError as e:
+        raise CLIError(f"prompt: {e}") from None
+
+
+def check_long(args, spec, frames: int, height: int, width: int, fps: float, out, image) -> LongPlan | None:
+    """None for a video of one window (the plain path), else the checked window layout. Raises a
+    CLIError naming --window, --overlap, --out, --image, --expand, --anchor or the prompt schedule."""
+    from ..diffusion.conditions import EXTEND_CONTEXT
+    from ..families import family
+    from ..geometry import GeometryError, check_frames, pixel_frames
+    from ..long_video import STREAM_EXTS, LongVideoError, plan_windows
+    ft = spec.vae.temporal_factor
+    window = spec.defaults.frames if args.window is None else args.window
+    overlap = pixel_frames(EXTEND_CONTEXT, ft) if args.overlap is None else args.overlap
+    try:
+        check_frames(window, ft, "--window")
+        check_frames(overlap, ft, "--overlap")
+    except GeometryError as e:
+        raise CLIError(str(e)) from None
+    cues = _schedule(args, frames / fps)
+    if frames <= window:
+        if len(cues) > 1:
+            raise CLIError(f"prompt: a prompt schedule changes prompts at window boundaries, and this video of "
+                           f"{frames} frames is one window of {window}: make it longer or --window shorter")
+        return None
+    if args.expand and len(cues) > 1:
+        raise CLIError("--expand takes one prompt, not a prompt schedule")
+    if image is not None:
+        raise CLIError(f"--image does not combine with a video longer than one window ({window} frames) yet: "
+                       f"animate the image at up to {window} frames")
+    if out.suffix.lower() not in STREAM_EXTS:
+        raise CLIError(f"--out {str(out)!r}: a video longer than one window is streamed to the file window by "
+                       f"window; allowed are {', '.join(STREAM_EXTS)}")
+    try:
+        wins = plan_windows(frames, window, overlap, ft)
+    except (GeometryError, LongVideoError) as e:
+        raise CLIError(f"--window {window} / --overlap {overlap}: {e}") from None
+    mode = args.condition_mode or family(spec.family).condition_mode
+    if args.anchor and (mode != "timestep" or any(w.context < 2 for w in wins[1:])):
+        raise CLIError(f"--anchor needs per-frame timesteps (condition mode {mode!r} here) and an --overlap of at "
+                       f"least {pixel_frames(2, ft)} frames")
+    return LongPlan(window, overlap, len(wins), tuple(cues))
+
+
+def run_long(args, spec, found, req, seed: int, prompt: str) -> int:
+    """Generate ``req`` in windows and stream them to ``req.out``; prints what was written."""
+    import torch
+    from tqdm import tqdm
+
+    from ..long_video import Cue, long_video, write_long_video
+    from ..models.text import PromptTruncatedWarning
+    from ..pipeline import SoraModel
+    from .generate import warn_long_prompts
+    plan = req.windows
+    cues = plan.cues if len(plan.cues) > 1 else (Cue(0.0, prompt),)
+    warn_long_prompts(spec, found.tokenizer, **{f"prompt at {c.seconds:g} s": c.prompt for c in cues},
+                      **({"--negative": args.negative} if req.cfg != 1 else {}))
+    print(f"long video: {plan.count} windows of {plan.window} frames, each continuing {plan.overlap} frames "
+          f"of the one before", file=sys.stderr)
+    t0 = time.perf_counter()
+    source = found.folder if found.kind == "sora" else args.model
+    model = SoraModel.open(source, args.vae, args.text_encoder, device=args.device, offload=args.offload,
+                           low_memory=True)
+    bar = tqdm(total=plan.count * req.steps, desc=f"window 1/{plan.count}", unit="step",
+               disable=args.no_progress, file=sys.stderr)
+
+    def callback(info: dict) -> None:
+        bar.set_description(f"window {info['window'] + 1}/{info['windows']}", refresh=False)
+        bar.update(1)
+    with bar, warnings.catch_warnings():
+        warnings.simplefilter("ignore", PromptTruncatedWarning)         # already said above
+        chunks = long_video(model, cues, args.negative, frames=req.frames, window=plan.window,
+                            overlap=plan.overlap, height=req.height, width=req.width, fps=req.fps,
+                            steps=req.steps, cfg=req.cfg, sampler=req.sampler, shift=req.shift, seed=seed,
+                            anchor=args.anchor, condition_mode=args.condition_mode, callback=callback,
+                            autocast_dtype=None if args.fp32 else torch.bfloat16, tile_size=args.vae_tile)
+        written = write_long_video(req.out, chunks, req.fps)
+    note = f" ({req.out} exists; wrote a new file)" if written != req.out else ""
+    print(f"wrote {written}{note}: {req.frames} frames of {req.width}x{req.height} at {req.fps:g} fps in "
+          f"{plan.count} windows, seed {seed}, {time.perf_counter() - t0:.1f} s")
+    return 0
