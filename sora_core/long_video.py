@@ -12,8 +12,8 @@ alone, pinned as its first latent frames, held by per-frame timesteps or replace
 ``condition_mode`` says) and adds the rest. The last window starts further back (more context) so
 that every window keeps the trained length and the windows tile the requested frame count exactly.
 
-Against drift and seams: the context frames are cross-faded from the previous window's pixels to the
-new window's version (``clips.crossfade``), and with ``match_colors`` (default) each new window's colour
+Against drift and seams: the context frames are written once (the previous window's version), the
+new window adds the frames after them; with ``match_colors_at_joins`` (default) each new window's colour
 statistics are matched to the previous window's over the frames they share (``clips.match_colors``),
 so brightness and colour casts do not build up from join to join. ``anchor=True`` (models with
 per-frame timesteps only) also pins the first window's first frame as latent frame 0 of every later
@@ -205,12 +205,14 @@ def long_video(model: SoraModel, prompt: str | Sequence[Cue], negative_prompt: s
                cfg: float | None = None, sampler: str | None = None, shift: float | None = None, seed: int = 0,
                match_colors_at_joins: bool = True, anchor: bool = False, condition_mode: str | None = None,
                callback: Callable[[dict], None] | None = None, autocast_dtype: torch.dtype | None = torch.bfloat16,
-               tile_size: int | None = None) -> Iterator[Chunk]:
+               tile_size: int | None = None, first: ConditionPlan | None = None) -> Iterator[Chunk]:
     """Generate ``frames`` pixel frames in windows (see the module doc); yields one ``Chunk`` per window.
 
     Unset options take the model's defaults (``window``: its trained frame count; ``overlap``: the
     pixel frames of ``conditions.EXTEND_CONTEXT`` latent frames). ``prompt``: a string (a schedule,
-    ``parse_schedule``) or cues. ``callback`` gets the sampler's dict plus ``window`` and ``windows``."""
+    ``parse_schedule``) or cues. ``callback`` gets the sampler's dict plus ``window`` and ``windows``.
+    ``first``: a condition plan for the first window (e.g. ``conditions.image_to_video``: start on an
+    image); its frames are kept as generated (no splicing)."""
     d, s, ft = model.defaults, model.schedule, int(model.vae.cfg.temporal_factor)
     window = d.frames if window is None else window
     overlap = pixel_frames(EXTEND_CONTEXT, ft) if overlap is None else overlap
@@ -231,7 +233,7 @@ def long_video(model: SoraModel, prompt: str | Sequence[Cue], negative_prompt: s
     return _run(model, wins, texts, uncond, weights, dict(
         height=height, width=width, sigmas=sigmas, cfg=cfg, sampler=sampler, seed=seed, ft=ft,
         match=match_colors_at_joins, anchor=anchor, mode=condition_mode, callback=callback, dtype=autocast_dtype,
-        tile=tile_size))
+        tile=tile_size, first=ConditionPlan(()) if first is None else ConditionPlan(first.conditions)))
 
 
 def _run(model, wins, texts, uncond, weights, o) -> Iterator[Chunk]:
@@ -239,7 +241,7 @@ def _run(model, wins, texts, uncond, weights, o) -> Iterator[Chunk]:
     prev = anchor_latent = None          # the previous window's decoded pixels (1, 3, T, H, W) in [-1, 1]
     for win, (a, b, w) in zip(wins, weights):
         geo = model.geometry(win.frames(o["ft"]), o["height"], o["width"])
-        plan = ConditionPlan(()) if prev is None else _conditions(model, prev, win, anchor_latent)
+        plan = o["first"] if prev is None else _conditions(model, prev, win, anchor_latent)
         gen = torch.Generator().manual_seed(window_seed(o["seed"], win.index))
         report = None if o["callback"] is None else \
             (lambda info, i=win.index: o["callback"]({**info, "window": i, "windows": len(wins)}))

@@ -192,7 +192,6 @@ def test_cli_generates_in_windows_on_the_default_model(tmp_path, capsys):
     (["--window", 18], "--window=18"),
     (["--overlap", 17], "--window 17 / --overlap 17"),
     (["--overlap", 4], "--overlap=4"),
-    (["--out-ext", ".gif"], "--out .* allowed are .mp4, .webp"),
     (["--prompt", "0:a | 70:b"], "prompt: .* at or after the end"),
     (["--seconds", 2, "--prompt", "0:a | 1:b"], "prompt: .* one window"),
     (["--overlap", 1, "--anchor"], "--anchor needs"),
@@ -201,14 +200,31 @@ def test_cli_window_options_are_checked_before_loading(tmp_path, monkeypatch, ex
     def refuse(*a, **k):
         raise AssertionError("the model was loaded before the arguments were checked")
     monkeypatch.setattr(SoraModel, "load", classmethod(refuse))
-    args, prompt, ext, seconds = list(extra), "a ball", ".mp4", 60
-    for flag in ("--prompt", "--out-ext", "--seconds"):
+    args, prompt, seconds = list(extra), "a ball", 60
+    for flag in ("--prompt", "--seconds"):
         if flag in args:
             i = args.index(flag)
-            value = args[i + 1]
-            prompt, ext, seconds = ((value, ext, seconds) if flag == "--prompt" else
-                                    (prompt, value, seconds) if flag == "--out-ext" else (prompt, ext, value))
+            prompt, seconds = (args[i + 1], seconds) if flag == "--prompt" else (prompt, args[i + 1])
             del args[i:i + 2]
     with pytest.raises(CLIError, match=match):
-        sora_generate(prompt, "--seconds", seconds, "--out", tmp_path / f"x{ext}", *args)
+        sora_generate(prompt, "--seconds", seconds, "--out", tmp_path / "x.mp4", *args)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_long_gif_from_an_image(tiny, tmp_path, capsys, monkeypatch):
+    """A gif (its palette needs every frame) is collected and written at the end; --image starts window 0."""
+    import cv2
+    folder = tmp_path / "model"
+    tiny.save(folder)
+    img = tmp_path / "first.png"
+    cv2.imwrite(str(img), np.full((16, 16, 3), 200, np.uint8))
+    out = tmp_path / "long.gif"
+    plans = []
+    real = lv.sample_latents
+    monkeypatch.setattr(lv, "sample_latents", lambda *a, **k: plans.append(k["conditions"]) or real(*a, **k))
+    assert sora_generate("a ball", "--model", folder, "--frames", 21, "--image", img, "--seed", 0, "--out", out,
+                         "--no-progress") == 0
+    frames, _ = read_video(out)
+    assert frames.shape == (21, 16, 16, 3) and "in 3 windows" in capsys.readouterr().out
+    (pinned,) = plans[0].conditions                                   # the image, as latent frame 0
+    assert pinned.position == 0 and pinned.frames == 1 and len(plans) == 3

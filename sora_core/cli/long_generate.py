@@ -31,11 +31,13 @@ def _schedule(args, seconds: float):
 
 def check_long(args, spec, frames: int, height: int, width: int, fps: float, out, image) -> LongPlan | None:
     """None for a video of one window (the plain path), else the checked window layout. Raises a
-    CLIError naming --window, --overlap, --out, --image, --expand, --anchor or the prompt schedule."""
+    CLIError naming --window, --overlap, --expand, --anchor or the prompt schedule. (``out`` and
+    ``image`` need no more checks: a gif is collected and written at the end, since its palette needs
+    every frame; an image starts the first window.)"""
     from ..diffusion.conditions import EXTEND_CONTEXT
     from ..families import family
     from ..geometry import GeometryError, check_frames, pixel_frames
-    from ..long_video import STREAM_EXTS, LongVideoError, plan_windows
+    from ..long_video import LongVideoError, plan_windows
     ft = spec.vae.temporal_factor
     window = spec.defaults.frames if args.window is None else args.window
     overlap = pixel_frames(EXTEND_CONTEXT, ft) if args.overlap is None else args.overlap
@@ -52,12 +54,6 @@ def check_long(args, spec, frames: int, height: int, width: int, fps: float, out
         return None
     if args.expand and len(cues) > 1:
         raise CLIError("--expand takes one prompt, not a prompt schedule")
-    if image is not None:
-        raise CLIError(f"--image does not combine with a video longer than one window ({window} frames) yet: "
-                       f"animate the image at up to {window} frames")
-    if out.suffix.lower() not in STREAM_EXTS:
-        raise CLIError(f"--out {str(out)!r}: a video longer than one window is streamed to the file window by "
-                       f"window; allowed are {', '.join(STREAM_EXTS)}")
     try:
         wins = plan_windows(frames, window, overlap, ft)
     except (GeometryError, LongVideoError) as e:
@@ -71,10 +67,13 @@ def check_long(args, spec, frames: int, height: int, width: int, fps: float, out
 
 def run_long(args, spec, found, req, seed: int, prompt: str) -> int:
     """Generate ``req`` in windows and stream them to ``req.out``; prints what was written."""
+    import numpy as np
     import torch
     from tqdm import tqdm
 
-    from ..long_video import Cue, long_video, write_long_video
+    from ..diffusion.conditions import image_to_video
+    from ..long_video import STREAM_EXTS, Cue, long_video, write_long_video
+    from ..media.video_io import frames_to_tensor, write_video
     from ..models.text import PromptTruncatedWarning
     from ..pipeline import SoraModel
     from .generate import warn_long_prompts
@@ -88,6 +87,10 @@ def run_long(args, spec, found, req, seed: int, prompt: str) -> int:
     source = found.folder if found.kind == "sora" else args.model
     model = SoraModel.open(source, args.vae, args.text_encoder, device=args.device, offload=args.offload,
                            low_memory=True)
+    first = None
+    if req.image is not None:
+        image = frames_to_tensor(req.image[None])[None]                  # (1, 3, 1, H, W)
+        first = image_to_video(model.vae, image.to(model.device), args.strength)
     bar = tqdm(total=plan.count * req.steps, desc=f"window 1/{plan.count}", unit="step",
                disable=args.no_progress, file=sys.stderr)
 
@@ -100,8 +103,12 @@ def run_long(args, spec, found, req, seed: int, prompt: str) -> int:
                             overlap=plan.overlap, height=req.height, width=req.width, fps=req.fps,
                             steps=req.steps, cfg=req.cfg, sampler=req.sampler, shift=req.shift, seed=seed,
                             anchor=args.anchor, condition_mode=args.condition_mode, callback=callback,
-                            autocast_dtype=None if args.fp32 else torch.bfloat16, tile_size=args.vae_tile)
-        written = write_long_video(req.out, chunks, req.fps)
+                            autocast_dtype=None if args.fp32 else torch.bfloat16, tile_size=args.vae_tile,
+                            first=first)
+        if req.out.suffix.lower() in STREAM_EXTS:
+            written = write_long_video(req.out, chunks, req.fps)
+        else:                                   # a gif's palette is made from every frame: collect them
+            written = write_video(req.out, np.concatenate([c.frames for c in chunks]), req.fps)
     note = f" ({req.out} exists; wrote a new file)" if written != req.out else ""
     print(f"wrote {written}{note}: {req.frames} frames of {req.width}x{req.height} at {req.fps:g} fps in "
           f"{plan.count} windows, seed {seed}, {time.perf_counter() - t0:.1f} s")
