@@ -80,12 +80,19 @@ def find_pack_dir() -> Path | None:
 
 
 def load_pack(pack_dir: str | Path | None = None, name: str = PACK_NAME) -> ModuleType:
-    """Import the node pack as a package named ``name`` from its folder's ``__init__.py``.
+    """Import the node pack as a package named ``name`` from its folder's ``__init__.py``, and read
+    its node mappings at once, as ComfyUI does (the pack imports its node modules on that first read).
 
     Like ComfyUI: an import spec on the folder, never the folder on ``sys.path`` (which would expose
     the pack's ``nodes`` package as a top-level ``nodes`` and shadow ComfyUI's own). Without a folder,
     falls back to the installed ``comfyui_sora`` package. Loading twice returns the loaded module.
     """
+    module = _import_pack(pack_dir, name)
+    module.NODE_CLASS_MAPPINGS          # noqa: B018 - imports the node modules (``module.nodes``)
+    return module
+
+
+def _import_pack(pack_dir: str | Path | None, name: str) -> ModuleType:
     if name in sys.modules and pack_dir is None:
         return sys.modules[name]
     folder = Path(pack_dir) if pack_dir is not None else find_pack_dir()
