@@ -75,6 +75,7 @@ def test_window_options_are_named():
 
 def test_schedule_parsing():
     assert parse_schedule("a red ball") == (Cue(0.0, "a red ball"),)
+    assert parse_schedule("a red ball | a blue box") == (Cue(0.0, "a red ball | a blue box"),)   # no times
     assert parse_schedule(" 0:a red ball moving right | 20: the ball bounces|40.5:it stops ") == (
         Cue(0.0, "a red ball moving right"), Cue(20.0, "the ball bounces"), Cue(40.5, "it stops"))
     for spec, match in [("", "empty"), ("0:a | the ball", "part 2 .* no start time"),
@@ -134,11 +135,27 @@ def test_windows_are_made_lazily_and_hold_one_window(tiny):
     assert sum(n for _, n in starts) == 41
 
 
-def test_anchor_needs_per_frame_timesteps(tiny):
+def test_anchoring_options(tiny, monkeypatch):
+    """The anchor needs per-frame timesteps and is on by default where it can be; both options keep
+    the length and the first window."""
     with pytest.raises(LongVideoError, match="per-frame timesteps"):
         long_video(tiny, "a ball", frames=25, anchor=True, condition_mode="replace")
-    frames = frames_of(long_video(tiny, "a ball", frames=25, anchor=True, seed=0))
-    assert frames.shape[0] == 25
+    with pytest.raises(LongVideoError, match="at least 2 latent frames"):
+        long_video(tiny, "a ball", frames=25, overlap=1, anchor=True)
+    plain = frames_of(long_video(tiny, "a ball", frames=15, seed=0, anchor=False))
+    assert np.array_equal(frames_of(long_video(tiny, "a ball", frames=15, seed=0)),
+                          frames_of(long_video(tiny, "a ball", frames=15, seed=0, anchor=True)))
+    plans = []
+    real = lv.sample_latents
+    monkeypatch.setattr(lv, "sample_latents", lambda *a, **k: plans.append(k["conditions"]) or real(*a, **k))
+    list(long_video(tiny, "a ball", frames=25, seed=0, overlap=1))            # 1 latent of context: no anchor
+    list(long_video(tiny, "a ball", frames=15, seed=0, condition_mode="replace"))
+    assert all(len(p.conditions) <= 1 for p in plans)
+    monkeypatch.undo()
+    for kw in (dict(anchor=True), dict(match_colors_at_joins=True)):
+        frames = frames_of(long_video(tiny, "a ball", frames=15, seed=0, **{"anchor": False, **kw}))
+        assert frames.shape == plain.shape and np.array_equal(frames[:9], plain[:9])
+        assert not np.array_equal(frames, plain)
 
 
 def test_joins_continue_on_the_default_model(default_model):
@@ -194,7 +211,7 @@ def test_cli_generates_in_windows_on_the_default_model(tmp_path, capsys):
     (["--overlap", 4], "--overlap=4"),
     (["--prompt", "0:a | 70:b"], "prompt: .* at or after the end"),
     (["--seconds", 2, "--prompt", "0:a | 1:b"], "prompt: .* one window"),
-    (["--overlap", 1, "--anchor"], "--anchor needs"),
+    (["--overlap", 1, "--anchor", "on"], "--anchor on needs"),
 ])
 def test_cli_window_options_are_checked_before_loading(tmp_path, monkeypatch, extra, match):
     def refuse(*a, **k):
@@ -228,3 +245,20 @@ def test_cli_long_gif_from_an_image(tiny, tmp_path, capsys, monkeypatch):
     assert frames.shape == (21, 16, 16, 3) and "in 3 windows" in capsys.readouterr().out
     (pinned,) = plans[0].conditions                                   # the image, as latent frame 0
     assert pinned.position == 0 and pinned.frames == 1 and len(plans) == 3
+
+
+def test_the_same_path_runs_a_wan_model_with_replacement(tmp_path, monkeypatch):
+    """A tiny Wan 2.1 (frame conditions by replacement, its own temporal factor) through the same windows."""
+    import tiny_wan
+    paths = tiny_wan.write_tiny_wan(tmp_path / "models", "wan2.1")
+    model = SoraModel.open(paths["dit"], paths["vae"], paths["text_encoder"])
+    assert model.condition_mode == "replace"
+    plans = []
+    real = lv.sample_latents
+    monkeypatch.setattr(lv, "sample_latents", lambda *a, **k: plans.append(k["conditions"]) or real(*a, **k))
+    chunks = list(long_video(model, "a red ball", frames=17, window=9, overlap=5, height=32, width=32, steps=2,
+                             seed=0))
+    assert frames_of(chunks).shape == (17, 32, 32, 3) and len(chunks) == 3
+    assert [len(p.conditions) for p in plans] == [0, 1, 1]
+    with pytest.raises(LongVideoError, match="per-frame timesteps"):
+        long_video(model, "a red ball", frames=17, window=9, anchor=True)

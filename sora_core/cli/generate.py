@@ -61,9 +61,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap", type=int, default=None,
                    help="long videos: frames each window continues from the one before, 1 + k * ft (default 5 "
                         "for the default model: 2 latent frames)")
-    p.add_argument("--anchor", action="store_true",
-                   help="long videos: keep the first frame as context of every window (models with per-frame "
-                        "timesteps only)")
+    p.add_argument("--anchor", default="auto", choices=["auto", "on", "off"],
+                   help="long videos: keep the first frame as context of every window (auto: on for models with "
+                        "per-frame timesteps, e.g. the default model; see docs/long_video.md)")
+    p.add_argument("--match-colors", action="store_true",
+                   help="long videos: match each window's colours to the one before at the join (drifts more "
+                        "on the default model, see docs/long_video.md)")
     p.add_argument("--expand", action="store_true", help="expand the prompt into a detailed caption first")
     p.add_argument("--model", default=None, help="model folder, diffusers pipeline folder or Wan diffusion model "
                                                  "file / folder (default: the shipped default model)")

@@ -59,9 +59,9 @@ def check_long(args, spec, frames: int, height: int, width: int, fps: float, out
     except (GeometryError, LongVideoError) as e:
         raise CLIError(f"--window {window} / --overlap {overlap}: {e}") from None
     mode = args.condition_mode or family(spec.family).condition_mode
-    if args.anchor and (mode != "timestep" or any(w.context < 2 for w in wins[1:])):
-        raise CLIError(f"--anchor needs per-frame timesteps (condition mode {mode!r} here) and an --overlap of at "
-                       f"least {pixel_frames(2, ft)} frames")
+    if args.anchor == "on" and (mode != "timestep" or any(w.context < 2 for w in wins[1:])):
+        raise CLIError(f"--anchor on needs per-frame timesteps (condition mode {mode!r} here) and an --overlap of "
+                       f"at least {pixel_frames(2, ft)} frames")
     return LongPlan(window, overlap, len(wins), tuple(cues))
 
 
@@ -102,7 +102,8 @@ def run_long(args, spec, found, req, seed: int, prompt: str) -> int:
         chunks = long_video(model, cues, args.negative, frames=req.frames, window=plan.window,
                             overlap=plan.overlap, height=req.height, width=req.width, fps=req.fps,
                             steps=req.steps, cfg=req.cfg, sampler=req.sampler, shift=req.shift, seed=seed,
-                            anchor=args.anchor, condition_mode=args.condition_mode, callback=callback,
+                            anchor={"auto": None, "on": True, "off": False}[args.anchor], match_colors_at_joins=args.match_colors,
+                            condition_mode=args.condition_mode, callback=callback,
                             autocast_dtype=None if args.fp32 else torch.bfloat16, tile_size=args.vae_tile,
                             first=first)
         if req.out.suffix.lower() in STREAM_EXTS:
