@@ -146,7 +146,7 @@ def test_generate_refuses_what_cannot_fit_before_loading(tmp_path, model_dir, me
         raise AssertionError("the model was loaded before the request was checked")
     monkeypatch.setattr(SoraModel, "load", classmethod(refuse))
     memory(GIB)
-    for extra in (["--frames", 100001], ["--width", 99984, "--height", 16]):
+    for extra in (["--frames", 100001, "--window", 100001], ["--width", 99984, "--height", 16]):   # one window
         with pytest.raises(BudgetError, match=r"needs about .* but cpu has 1.0 GiB of memory available"):
             _generate("a ball", "--out", tmp_path / "x.mp4", "--model", model_dir, *extra)
     assert list(tmp_path.iterdir()) == []
