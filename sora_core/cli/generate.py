@@ -172,22 +172,6 @@ def _check_model(args):
         raise CLIError(f"{options}: {e}") from None
 
 
-def warn_long_prompts(spec, tokenizer=None, **prompts: str) -> None:
-    """Print a warning on stderr for each prompt the text encoder will cut (``name=text``); a Wan
-    model's prompts are counted by its umT5 ``tokenizer``."""
-    from ..models.text import PromptTruncatedWarning, prompt_overflow
-    for name, text in prompts.items():
-        if tokenizer is None:
-            message = prompt_overflow(text, spec.text_encoder.max_len)
-        else:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", PromptTruncatedWarning)
-                tokenizer([text], spec.text_encoder.max_len)
-            message = next((str(w.message) for w in caught if issubclass(w.category, PromptTruncatedWarning)), None)
-        if message is not None:
-            print(f"warning: {name}: {message}", file=sys.stderr)
-
-
 def _read_image(path: str):
     from ..media.video_io import read_video
     p = Path(path)
@@ -331,6 +315,7 @@ def run(args) -> int:
     if req.windows is not None:
         from .long_generate import run_long
         return run_long(args, spec, found, req, seed, prompt)
+    from .long_generate import warn_long_prompts
     warn_long_prompts(spec, found.tokenizer, prompt=prompt, **({"--negative": args.negative} if req.cfg != 1 else {}))
 
     t0 = time.perf_counter()

@@ -21,6 +21,22 @@ class LongPlan:
     cues: tuple
 
 
+def warn_long_prompts(spec, tokenizer=None, **prompts: str) -> None:
+    """Print a warning on stderr for each prompt the text encoder will cut (``name=text``); a Wan
+    model's prompts are counted by its umT5 ``tokenizer``."""
+    from ..models.text import PromptTruncatedWarning, prompt_overflow
+    for name, text in prompts.items():
+        if tokenizer is None:
+            message = prompt_overflow(text, spec.text_encoder.max_len)
+        else:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", PromptTruncatedWarning)
+                tokenizer([text], spec.text_encoder.max_len)
+            message = next((str(w.message) for w in caught if issubclass(w.category, PromptTruncatedWarning)), None)
+        if message is not None:
+            print(f"warning: {name}: {message}", file=sys.stderr)
+
+
 def _schedule(args, seconds: float):
     from ..long_video import LongVideoError, parse_schedule
     try:
@@ -76,7 +92,6 @@ def run_long(args, spec, found, req, seed: int, prompt: str) -> int:
     from ..media.video_io import frames_to_tensor, write_video
     from ..models.text import PromptTruncatedWarning
     from ..pipeline import SoraModel
-    from .generate import warn_long_prompts
     plan = req.windows
     cues = plan.cues if len(plan.cues) > 1 else (Cue(0.0, prompt),)
     warn_long_prompts(spec, found.tokenizer, **{f"prompt at {c.seconds:g} s": c.prompt for c in cues},
