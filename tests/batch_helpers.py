@@ -10,6 +10,8 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
 from comfy_stub_server import StubComfy  # noqa: E402
 
@@ -82,3 +84,15 @@ def saved(job) -> dict:
     """The inputs the stub recorded in the job's downloaded file."""
     assert len(job.files) == 1, job
     return json.loads(Path(job.files[0]).read_text())
+
+
+# the fixtures both batch test files use (imported there by name)
+@pytest.fixture
+def workflow(tmp_path) -> Path:
+    return write_workflow(tmp_path)
+
+
+@pytest.fixture
+def stubs(tmp_path):
+    """A factory of started stub servers, all stopped at the end."""
+    yield from stub_servers(tmp_path)

@@ -15,7 +15,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from batch_helpers import free_url, run, saved, stub_servers, ui_workflow, write, write_workflow
+from batch_helpers import free_url, run, saved, stub_servers, stubs, ui_workflow, workflow, write  # noqa: F401 (fixtures)
 from comfy_stub_server import PREVIEW
 
 from comfyui_sora.headless import batch
@@ -23,17 +23,6 @@ from comfyui_sora.headless import comfy_client as cc
 from comfyui_sora.headless.cli import main
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def workflow(tmp_path) -> Path:
-    return write_workflow(tmp_path)
-
-
-@pytest.fixture
-def stubs(tmp_path):
-    """A factory of started stub servers, all stopped at the end."""
-    yield from stub_servers(tmp_path)
 
 
 # ======================================================================================== batch

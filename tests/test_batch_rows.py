@@ -9,24 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
-from batch_helpers import free_url, run, saved, stub_servers, write, write_workflow
+from batch_helpers import free_url, run, saved, stub_servers, stubs, workflow, write  # noqa: F401 (fixtures)
 
 from comfyui_sora.headless import batch
 from comfyui_sora.headless.cli import main
 from comfyui_sora.headless.workflow import WorkflowError
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def workflow(tmp_path) -> Path:
-    return write_workflow(tmp_path)
-
-
-@pytest.fixture
-def stubs(tmp_path):
-    """A factory of started stub servers, all stopped at the end."""
-    yield from stub_servers(tmp_path)
 
 
 # ======================================================================================== rows
