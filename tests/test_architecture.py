@@ -31,7 +31,7 @@ ALLOWED = {
     "long_video": {"geometry", "configs", "media", "models", "diffusion", "pipeline"},
     "prompts": {"geometry", "world"},
     "evaluation": {"geometry", "configs", "weights", "budget", "loading", "families", "components", "models",
-                   "diffusion", "media", "pipeline", "prompts", "world"},
+                   "diffusion", "media", "pipeline", "long_video", "prompts", "world"},
     "train": {"geometry", "configs", "weights", "budget", "loading", "families", "components", "models",
               "diffusion", "media", "pipeline", "prompts", "world", "evaluation"},
     "cli": {"geometry", "configs", "weights", "budget", "loading", "families", "components", "models",

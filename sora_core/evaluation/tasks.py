@@ -14,6 +14,7 @@ output size, so every task has a ground truth.
     connect  a transition from the scene to another placement of it; + transition_smoothness and
              boundary_continuity (the worse of the two joins)
     vae      the scene encoded and decoded; + psnr, ssim
+    long     a minute (``seconds``) in windows, scored per window (``evaluation.long``)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..world import metrics as M
 from .evaluate import ClipResult, PromptEntry, score_clip
+from .long import task_long
 
 SDEDIT_STRENGTHS = (0.25, 0.5, 0.75)
 
@@ -40,6 +42,7 @@ class RunSettings:
     strengths: tuple[float, ...] = SDEDIT_STRENGTHS
     sampler: str | None = None
     shift: float | None = None
+    seconds: float | None = None      # the long task's length (None: 60 s)
 
 
 @dataclass
@@ -164,7 +167,7 @@ def task_vae(model, entry, seed, s):
 
 
 TASK_FUNCTIONS = {"t2v": task_t2v, "i2v": task_i2v, "extend": task_extend, "loop": task_loop,
-                  "sdedit": task_sdedit, "connect": task_connect, "vae": task_vae}
+                  "sdedit": task_sdedit, "connect": task_connect, "vae": task_vae, "long": task_long}
 
 
 # ---------------------------------------------------------------------------------------------

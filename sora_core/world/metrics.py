@@ -71,6 +71,17 @@ METRICS: dict[str, MetricInfo] = {
     "first_frame_psnr": _m(PSNR_CAP, True, "dB", 25.0, "PSNR of the first frame against the given image"),
     "psnr": _m(PSNR_CAP, True, "dB", 30.0, "PSNR of the VAE reconstruction (100 = identical)"),
     "ssim": _m(1, True, "fraction", None, "SSIM of the VAE reconstruction"),
+    # the long task (sora_core.evaluation.long): per window of a long video
+    "colour_kept": _m(1, True, "fraction", 0.95, "fraction of windows with every asked-for object in its colour"),
+    "shape_kept": _m(1, True, "fraction", 0.9, "fraction of windows with every asked-for object in its shape"),
+    "size_kept": _m(1, True, "fraction", None, "fraction of windows with every asked-for object in its size"),
+    "count_kept": _m(1, True, "fraction", 0.9, "fraction of windows with exactly the asked number of objects, "
+                     "when the first window had it"),
+    "object_colour_shift": _m(0, False, "levels", 6.0, "mean colour change of the object pixels, first vs "
+                              "last 5 s (grey levels)"),
+    "background_colour_shift": _m(0, False, "levels", 6.0, "mean colour change of the background, first vs "
+                                  "last 5 s (grey levels)"),
+    "joins_smooth": _m(1, True, "fraction", 1.0, "fraction of window joins with boundary continuity <= 1.5"),
 }
 
 
