@@ -4,9 +4,9 @@ This package is only ever imported relatively, as ``<pack>.nodes`` (ComfyUI has 
 ``nodes`` module). ``host`` is the one module that talks to ComfyUI services.
 """
 
-from . import clips, conditions, latent, model, native, sampler, text, vae, video, web_routes
+from . import clips, conditions, latent, long_video, model, native, sampler, text, vae, video, web_routes
 
-_THEMES = (model, text, latent, sampler, vae, conditions, video, clips, native)
+_THEMES = (model, text, latent, sampler, vae, conditions, video, clips, native, long_video)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
