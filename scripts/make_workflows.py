@@ -5,7 +5,9 @@ graph descriptions, using the pack's own /object_info so widget order and slots 
     python scripts/make_workflows.py NAME ...   # only these
 
 Each graph: nodes as ``id: (type, (column, row), {widget: value}, {input: (source id, output name)})``;
-nodes of a column are stacked in row order.
+scripts/workflow_layout.py places them: groups by stage (model, prompt, latent, sampling, output) at the
+sizes the frontend gives each type (scripts/node_sizes.json), the ``(column, row)`` hints ordering the
+nodes inside their group, the note above.
 Widgets not given take their defaults; seeds are saved with control "fixed" so shared files reproduce.
 """
 
@@ -23,8 +25,10 @@ except ImportError:                       # not installed: use the checkout this
 
 from comfyui_sora.headless import workflow  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import workflow_layout  # noqa: E402
+
 OUT = ROOT / "workflows"
-COL, GAP = 400, 40
 
 MODEL = {"model": (1, "model")}
 
@@ -378,7 +382,6 @@ def build(graph: dict, info: dict) -> dict:
             link_id = len(links) + 1
             links.append([link_id, src, slot, target, name, info[graph[src][0]]["output"][slot]])
             out_links.setdefault((src, slot), []).append(link_id)
-    tops: dict[int, float] = {}                   # next free y per column (nodes stack by row)
     for order, (nid, (kind, (col, row), widgets, ins)) in enumerate(sorted(graph.items(), key=lambda kv: kv[1][1][::-1])):
         node_info = info.get(kind, {"input": {}, "input_order": {}, "output": [], "output_name": []})
         inputs = []
@@ -396,20 +399,16 @@ def build(graph: dict, info: dict) -> dict:
         outputs = [{"name": n, "type": t, "links": out_links.get((nid, i), []), "slot_index": i}
                    for i, (n, t) in enumerate(zip(node_info["output_name"], node_info["output"]))]
         values = _widget_values(kind, node_info, widgets)
-        size = [340, 40 + 26 * (len(values) + max(len(inputs), len(outputs)))]
-        if kind == "Note":
-            size = [340, 40 + 26 * (len(values[0]) // 40 + 1)]
-        y = tops.get(col, 40)
-        tops[col] = y + size[1] + GAP
-        node = {"id": nid, "type": kind, "pos": [40 + col * COL, y], "size": size,
+        node = {"id": nid, "type": kind, "pos": [0, 0], "size": [0, 0],           # set by workflow_layout
                 "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
                 "properties": {"Node name for S&R": kind}, "widgets_values": values}
         if kind == "Note":
             node.update(color="#432", bgcolor="#653")
         nodes.append(node)
     nodes.sort(key=lambda n: n["id"])
+    groups = workflow_layout.arrange({nid: g[1] for nid, g in graph.items()}, {n["id"]: n for n in nodes}, info)
     return {"last_node_id": max(graph), "last_link_id": len(links), "nodes": nodes, "links": links,
-            "groups": [], "config": {}, "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}}, "version": 0.4}
+            "groups": groups, "config": {}, "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}}, "version": 0.4}
 
 
 def main(names: list[str] | None = None) -> None:

@@ -5,7 +5,7 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { estimateFps, frameAt, inputPlan, previewPlan, statusText, timeOf } from "./lib/preview.js";
-import { widgetValues } from "./lib/graph.js";
+import { growToFit, widgetValues } from "./lib/graph.js";
 
 const NODES = ["SoraLoadVideo", "SoraSaveVideo", "SoraPreviewVideo"];
 const LOADER = "SoraLoadVideo";
@@ -14,16 +14,23 @@ class Player {
   /** The preview's elements and state: a <video> for video files, an <img> stepping through frames. */
   constructor() {
     this.root = document.createElement("div");
-    Object.assign(this.root.style, { display: "flex", flexDirection: "column", gap: "2px", width: "100%" });
+    // The frontend gives the DOM widget a fixed box (the node's free height): the media shrinks to fit
+    // it (flex 1 1 0, min-height 0) and the controls keep their line, so nothing spills off the node.
+    Object.assign(this.root.style, { display: "flex", flexDirection: "column", gap: "2px", width: "100%",
+                                     height: "100%", overflow: "hidden", boxSizing: "border-box" });
     this.video = Object.assign(document.createElement("video"), { loop: true, muted: true, playsInline: true });
     this.image = document.createElement("img");
-    for (const m of [this.video, this.image]) Object.assign(m.style, { width: "100%", maxHeight: "240px", objectFit: "contain", display: "none" });
+    for (const m of [this.video, this.image]) {
+      Object.assign(m.style, { width: "100%", flex: "1 1 0", minHeight: "0", objectFit: "contain", display: "none" });
+    }
     const bar = document.createElement("div");
-    Object.assign(bar.style, { display: "flex", gap: "4px", alignItems: "center", font: "10px sans-serif" });
+    Object.assign(bar.style, { display: "flex", gap: "4px", alignItems: "center", font: "10px sans-serif",
+                               flex: "0 0 auto", marginTop: "auto", color: "var(--descrip-text, #aaa)" });
     this.button = Object.assign(document.createElement("button"), { textContent: "▶" });
     this.scrub = Object.assign(document.createElement("input"), { type: "range", min: 0, max: 0, value: 0 });
-    this.scrub.style.flex = "1";
-    this.status = document.createElement("span");
+    Object.assign(this.scrub.style, { flex: "1", minWidth: "0" });
+    this.status = Object.assign(document.createElement("span"), { textContent: "no video yet" });
+    this.status.style.whiteSpace = "nowrap";
     bar.append(this.button, this.scrub, this.status);
     this.root.append(this.video, this.image, bar);
     this.plan = null;
@@ -153,14 +160,19 @@ function addUpload(node, player) {
 function addPreview(node) {
   const player = new Player();
   node.soraPlayer = player;
+  const loader = (node.comfyClass ?? node.type) === LOADER;
+  const choice = loader ? addUpload(node, player) : null;        // the button under the choice, as LoadImage's
   const widget = node.addDOMWidget("sora_preview", "sora_preview", player.root,
                                    { serialize: false, hideOnZoom: false, getMinHeight: () => 200 });
   widget.serialize = false;
-  if ((node.comfyClass ?? node.type) === LOADER) {
-    const choice = addUpload(node, player);
+  if (loader) {
     node.soraShowInput = () => player.show(inputPlan(choice.value, null));
     node.soraShowInput();
   }
+  // The frontend's prototype onDrawBackground shows a node's output images itself (a second <video>
+  // widget under the node for video files, the pngs drawn on the canvas); the player replaces it.
+  node.onDrawBackground = function () {};
+  growToFit(node);
   const onExecuted = node.onExecuted;
   node.onExecuted = function (message) {
     onExecuted?.apply(this, arguments);

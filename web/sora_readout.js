@@ -4,10 +4,12 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import { WATCHED, formatReadout, hasWarnings, readoutQuery } from "./lib/readout.js";
-import { inputNode, widgetValues } from "./lib/graph.js";
+import { growToFit, inputNode, widgetValues } from "./lib/graph.js";
 
 const NODE = "SoraEmptyLatent";
 const DEBOUNCE_MS = 250;
+const LINE_PX = 14;                                              // 10px monospace, line-height 1.35
+
 
 /** The model folder of the Sora Model Loader feeding ``node`` ("default" otherwise). */
 function modelOf(node) {
@@ -36,8 +38,11 @@ async function refresh(node) {
 
 function show(node, body) {
   const el = node.soraReadoutElement;
-  el.textContent = formatReadout(body).join("\n");
+  const lines = formatReadout(body);
+  el.textContent = lines.join("\n");
+  node.soraReadoutLines = lines.length;
   el.style.color = hasWarnings(body) ? "#f0b040" : "var(--descrip-text, #aaa)";
+  growToFit(node);                                                // warnings add lines: keep them all visible
   node.setDirtyCanvas?.(true, true);
 }
 
@@ -49,12 +54,15 @@ function schedule(node) {
 function addReadout(node) {
   const el = document.createElement("div");
   el.className = "sora-readout";
-  Object.assign(el.style, { whiteSpace: "pre-wrap", font: "11px monospace", padding: "4px",
-                            lineHeight: "1.35", overflow: "hidden" });
+  Object.assign(el.style, { whiteSpace: "pre-wrap", font: "10px monospace", padding: "4px",
+                            lineHeight: "1.35", overflow: "hidden", boxSizing: "border-box" });
   el.textContent = "…";
   node.soraReadoutElement = el;
+  node.soraReadoutLines = 5;
+  // Room for every line (a wrapped line takes two: the estimate keeps one spare line).
+  const minHeight = () => (node.soraReadoutLines + 1) * LINE_PX + 8;
   const widget = node.addDOMWidget("sora_readout", "sora_readout", el,
-                                   { serialize: false, hideOnZoom: false, getMinHeight: () => 100 });
+                                   { serialize: false, hideOnZoom: false, getMinHeight: minHeight });
   widget.serialize = false;                                       // not one of the node's inputs
   for (const w of node.widgets ?? []) {
     if (!WATCHED.includes(w.name)) continue;
@@ -71,6 +79,7 @@ function addReadout(node) {
     schedule(node);
     return r;
   };
+  growToFit(node);
   schedule(node);
 }
 

@@ -2,7 +2,7 @@
 // pin, by which condition and how strongly, from the nodes' widget values (web/lib/timeline.js).
 import { app } from "../../scripts/app.js";
 import { CONDITION_NODES, DEFAULT_LATENT_FRAMES, cellColor, layoutTimeline } from "./lib/timeline.js";
-import { conditionChain, inputNode } from "./lib/graph.js";
+import { conditionChain, growToFit, inputNode } from "./lib/graph.js";
 
 const SAMPLER = "SoraSampler";
 const HEIGHT = 46;
@@ -73,6 +73,7 @@ function addTimeline(node) {
     draw(this);
     return r;
   };
+  growToFit(node);
 }
 
 app.registerExtension({

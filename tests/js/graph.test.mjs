@@ -2,7 +2,7 @@
 // on plain stand-ins for the frontend's nodes.
 import test from "node:test";
 import assert from "node:assert/strict";
-import { conditionChain, inputNode, widgetValues } from "../../web/lib/graph.js";
+import { conditionChain, growToFit, inputNode, widgetValues } from "../../web/lib/graph.js";
 import { CONDITION_NODES } from "../../web/lib/timeline.js";
 
 function node(type, widgets, inputs = {}) {
@@ -36,4 +36,16 @@ test("a cycle in a malformed graph does not loop forever", () => {
   a.inputs[0].link = 1;
   a.getInputNode = () => a;
   assert.equal(conditionChain(a, CONDITION_NODES).length, 1);
+});
+
+test("growToFit grows a node to what its widgets need and never shrinks it", () => {
+  const sized = (size, need) => ({ size: [...size], computeSize: () => [...need],
+                                    setSize(s) { this.size = [...s]; } });
+  const short = sized([270, 386], [210, 398]);                  // a new node, before its DOM widget counted
+  assert.equal(growToFit(short), true);
+  assert.deepEqual(short.size, [270, 398]);
+  const large = sized([340, 500], [210, 398]);                  // a user's larger size stays
+  assert.equal(growToFit(large), false);
+  assert.deepEqual(large.size, [340, 500]);
+  assert.equal(growToFit({ size: [1, 1] }), false);             // no computeSize: left alone
 });

@@ -28,3 +28,17 @@ export function conditionChain(node, types, limit = 32) {
   }
   return chain;
 }
+
+/** Grow ``node`` to at least the size its widgets need (``node.computeSize()``), never shrinking it:
+ * the frontend sizes a new node before the extensions add their DOM widgets, and a readout that gains
+ * lines needs more height. True when the node grew. */
+export function growToFit(node) {
+  if (typeof node?.computeSize !== "function" || !node.size) return false;
+  const [needW, needH] = node.computeSize();
+  const [w, h] = node.size;
+  if (needW <= w && needH <= h) return false;
+  const size = [Math.max(w, needW), Math.max(h, needH)];
+  if (typeof node.setSize === "function") node.setSize(size);
+  else node.size = size;
+  return true;
+}
