@@ -16,7 +16,7 @@ from sora_core.media import clips, outputs
 
 from . import graph_ops, host
 from .sampler import AUTO, CONDITION_MODES, _SCHEDULE
-from .video import FPS, frames_to_image
+from .video import FPS, frames_to_image, workflow_metadata
 
 CATEGORY = "Sora/sampling"
 NODE = "Sora Long Video"
@@ -150,7 +150,7 @@ def start_windows(handle, req: Request, seed: int, steps: int, cfg: float, sampl
     return chunks, progress, overlap
 
 
-def _write(chunks, req: Request, prefix: str, fmt: str, fps: float) -> tuple[dict, torch.Tensor]:
+def _write(chunks, req: Request, prefix: str, fmt: str, fps: float, metadata: dict | None) -> tuple[dict, torch.Tensor]:
     """Stream the chunks to a numbered file in the output folder: (ui entry, IMAGE of the last frame
     of every window). Cancel is checked between windows too; an interrupted write leaves no file."""
     folder = host.output_dir()
@@ -160,7 +160,7 @@ def _write(chunks, req: Request, prefix: str, fmt: str, fps: float) -> tuple[dic
         thumbs.append(chunk.frames[-1])
         host.check_interrupted()
     path = long_video.write_long_video(outputs.numbered_output(folder, prefix, f".{fmt}"), chunks, fps,
-                                       on_chunk=on_chunk)
+                                       on_chunk=on_chunk, metadata=metadata)
     return outputs.ui_entry(path, folder, "output"), frames_to_image(np.stack(thumbs))
 
 
@@ -230,7 +230,7 @@ class SoraLongVideo:
             "condition_mode": (list(CONDITION_MODES), {"default": AUTO, "tooltip": "How context frames are "
                                                        "held: the model's way (auto), per-frame timesteps, "
                                                        "or replacement."}),
-        }}
+        }, "hidden": {"prompt_graph": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
     @classmethod
     def VALIDATE_INPUTS(cls, seconds=None, filename_prefix=None):
@@ -248,7 +248,7 @@ class SoraLongVideo:
 
     def generate(self, model, prompt, negative, seconds, fps, width, height, window, overlap, anchor, match_colors,
                  seed, steps, cfg, sampler_name, shift, to_file, filename_prefix, format, conditioning=None,
-                 start_image=None, start_video=None, condition_mode=AUTO):
+                 start_image=None, start_video=None, condition_mode=AUTO, prompt_graph=None, extra_pnginfo=None):
         if conditioning is not None:
             prompt, negative = conditioning.positive, conditioning.negative
         if to_file:
@@ -263,7 +263,8 @@ class SoraLongVideo:
                                                  match_colors, None if condition_mode == AUTO else condition_mode, start)
         try:
             if to_file:
-                entry, thumbs = _write(chunks, req, filename_prefix, format, fps)
+                meta = workflow_metadata(prompt_graph, extra_pnginfo)     # an mp4 carries its graph
+                entry, thumbs = _write(chunks, req, filename_prefix, format, fps, meta)
                 path = "/".join(p for p in (entry["subfolder"], entry["filename"]) if p)
                 return {"ui": {"images": [entry], "animated": [True]},
                         "result": (thumbs, req.frames, repeat, path)}

@@ -294,10 +294,11 @@ STREAM_EXTS = (".mp4", ".webp")
 
 
 def write_long_video(path, chunks: Iterator[Chunk], fps: float, *, overwrite: bool = False, crf: int = 16,
-                     on_chunk: Callable[[Chunk], None] | None = None) -> Path:
+                     on_chunk: Callable[[Chunk], None] | None = None, metadata: dict[str, str] | None = None) -> Path:
     """Encode the chunks frame by frame as they come (mp4 H.264 or animated webp), to a temporary
     file moved into place at the end (``files.atomic_write``; an existing file gets a new name
-    unless ``overwrite``). ``on_chunk`` is called after each chunk is written."""
+    unless ``overwrite``). ``on_chunk`` is called after each chunk is written. ``metadata``: text tags
+    stored in an mp4 (as ``video_io.write_video`` stores them)."""
     import av
 
     from .media.files import atomic_write
@@ -311,7 +312,10 @@ def write_long_video(path, chunks: Iterator[Chunk], fps: float, *, overwrite: bo
     def write(tmp: Path) -> None:
         fmt, codec, pix = ("mp4", "libx264", "yuv420p") if ext == ".mp4" else ("webp", "libwebp_anim", "yuv420p")
         opts = {"crf": str(int(crf)), "preset": "medium"} if ext == ".mp4" else {"quality": "90"}
-        with av.open(str(tmp), "w", format=fmt, options={"movflags": "+faststart"} if ext == ".mp4" else {"loop": "0"}) as out:
+        flags = "+faststart+use_metadata_tags" if metadata else "+faststart"
+        with av.open(str(tmp), "w", format=fmt, options={"movflags": flags} if ext == ".mp4" else {"loop": "0"}) as out:
+            if ext == ".mp4":
+                out.metadata.update(metadata or {})
             stream = None
             for chunk in chunks:
                 frames = pad_to_even(chunk.frames) if ext == ".mp4" else chunk.frames

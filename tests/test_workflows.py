@@ -55,6 +55,8 @@ def overrides(api: dict, model_dir: Path) -> list[str]:
             sets += [f"{node_id}.width=64", f"{node_id}.height=64"]          # Wan's 832x480 ... at test size
         elif kind == "SoraLoadVideo":
             sets.append(f"{node_id}.frame_load_cap=9")
+        elif kind == "SoraLongVideo":              # past the schedule's change at 30 s, 2 steps a window
+            sets += [f"{node_id}.steps=2", f"{node_id}.seconds=32"]
     return sets
 
 
@@ -84,7 +86,8 @@ def test_workflow_converts_and_validates_with_every_widget_value_used(path, requ
     ui = json.loads(path.read_text())
     api = workflow.ui_to_api(ui, INFO)
     checked, outputs = executor.validate_prompt(api, PACK.NODE_CLASS_MAPPINGS)
-    assert outputs and all(api[o]["class_type"] in ("SoraSaveVideo", "SoraPreviewVideo") for o in outputs)
+    assert outputs and all(api[o]["class_type"] in ("SoraSaveVideo", "SoraPreviewVideo", "SoraLongVideo")
+                           for o in outputs)
     for node in ui["nodes"]:
         if node["type"] not in INFO:
             continue
