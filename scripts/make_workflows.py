@@ -171,6 +171,18 @@ GRAPHS = {
                  "far; add more extend / sample / decode / concatenate groups for a longer video (memory "
                  "stays flat: one window at a time)."),
     },
+    "minute_long_video": {
+        1: loader(),
+        2: ("SoraLongVideo", (1, 0), {
+            "prompt": "0:A large red ball moving right, on a plain green background. | "
+                      "30:A large red ball bouncing, on a plain green background.",
+            "seconds": 60.0, "to_file": True, "filename_prefix": "sora/minute_long_video"}, dict(MODEL)),
+        3: note("A minute of video in one node: windows of the model's trained length (17 frames for the "
+                "default model), each continuing the last frames of the one before, the first frame kept as "
+                "context against drift. The prompt changes at 30 s (SECONDS:prompt | ...). to_file streams "
+                "the frames to an mp4 in the output folder as they are made, so memory stays that of one "
+                "window at any length; the node's images output holds the last frame of each window."),
+    },
 }
 
 
