@@ -26,7 +26,8 @@ class Player {
     const bar = document.createElement("div");
     Object.assign(bar.style, { display: "flex", gap: "4px", alignItems: "center", font: "10px sans-serif",
                                flex: "0 0 auto", marginTop: "auto", color: "var(--descrip-text, #aaa)" });
-    this.button = Object.assign(document.createElement("button"), { textContent: "▶" });
+    this.button = Object.assign(document.createElement("button"), { textContent: "▶", title: "play / pause" });
+    Object.assign(this.button.style, { minWidth: "24px", padding: "0 4px", font: "10px sans-serif", cursor: "pointer" });
     this.scrub = Object.assign(document.createElement("input"), { type: "range", min: 0, max: 0, value: 0 });
     Object.assign(this.scrub.style, { flex: "1", minWidth: "0" });
     this.status = Object.assign(document.createElement("span"), { textContent: "no video yet" });
@@ -80,7 +81,7 @@ class Player {
     else if (this.plan?.kind === "frames" && !this.timer) {
       this.timer = setInterval(() => this.seek((this.frame + 1) % Math.max(1, this.count())), 1000 / (this.plan.fps || 8));
     }
-    this.button.textContent = "⏸";
+    this.button.textContent = "❚❚";
   }
 
   pause() {
