@@ -20,6 +20,9 @@ padding of the text context. Wan does not: its umT5 context is padded to 512 tok
 DiT attends to all of them (Wan's ``WanModel.forward`` pads each context to ``text_len`` with zeros and
 passes no mask; ComfyUI does the same), so for Wan ``encode_text`` returns an all-True mask.
 The sampler is Euler for every family (Wan's own scripts use UniPC or DPM++ at the same shift).
+``world_prompts``: the family was trained on the procedural world's captions (the default model), so
+a prompt is expanded into that caption style before it is encoded (``prompts.expand``), as the Sora
+report expands every short prompt; Wan models read free text and are given the prompt as written.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class Family:
     condition_mode: str = "timestep"
     text_mask: bool = True
     source: str = ""
+    # trained on the procedural world's captions: prompts are expanded into them by default
+    world_prompts: bool = False
 
 
 _WAN21 = ("Wan-Video/Wan2.1 generate.py and wan/configs (t2v: 50 steps, guide scale 5.0, shift 5.0, 81 frames; "
@@ -56,7 +61,8 @@ _WAN22 = ("Wan-Video/Wan2.2 wan/configs/wan_ti2v_5B.py (sample_steps 50, sample_
 
 FAMILIES: dict[str, Family] = {
     "sora": Family("sora", ScheduleConfig(), GenerationDefaults(), "timestep", True,
-                   "the pack's default model (its DiT file's sora.schedule / sora.defaults override these)"),
+                   "the pack's default model (its DiT file's sora.schedule / sora.defaults override these)",
+                   world_prompts=True),
     "wan2.1-t2v": Family("wan2.1-t2v", ScheduleConfig(shift=5.0, steps=50, cfg=5.0, sampler="euler"),
                          GenerationDefaults(frames=81, height=480, width=832, fps=16.0), "replace", False, _WAN21),
     "wan2.1-t2v-14b": Family("wan2.1-t2v-14b", ScheduleConfig(shift=5.0, steps=50, cfg=5.0, sampler="euler"),

@@ -68,6 +68,42 @@ def test_image_and_expand(tmp_path, model_dir, capsys):
     assert "expanded prompt: " in capsys.readouterr().err
 
 
+def _sent_prompts(monkeypatch):
+    """Record the prompts the pipeline encodes."""
+    import sora_core.pipeline as pipeline
+    sent, real = [], pipeline.encode_text
+
+    def spy(model, prompts):
+        sent.extend(prompts)
+        return real(model, prompts)
+    monkeypatch.setattr(pipeline, "encode_text", spy)
+    return sent
+
+
+def test_prompts_are_expanded_by_default_for_the_world_model(tmp_path, model_dir, capsys, monkeypatch):
+    """The default model's family reads the world's captions: the prompt is expanded unless --no-expand,
+    and the caption sent is printed; a prompt the vocabulary cannot read goes as written, with a note."""
+    from sora_core.prompts.expand import expand_prompt
+    sent = _sent_prompts(monkeypatch)
+    sora_generate("a small cyan disc falling", "--out", tmp_path / "a.mp4", "--model", model_dir, "--seed", 3,
+                  "--no-progress")
+    err = capsys.readouterr().err
+    caption = expand_prompt("a small cyan disc falling", 3, width=16, height=16, frames=5, fps=8.0)
+    assert f"expanded prompt: {caption}" in err and caption in sent and "small cyan ball moving down" in caption
+    sent.clear()
+    sora_generate("a small cyan disc falling", "--out", tmp_path / "b.mp4", "--model", model_dir, "--seed", 3,
+                  "--no-progress", "--no-expand")
+    assert "expanded prompt" not in capsys.readouterr().err and "a small cyan disc falling" in sent
+    assert caption not in sent
+    sent.clear()
+    sora_generate("a red dragon bouncing", "--out", tmp_path / "c.mp4", "--model", model_dir, "--no-progress")
+    err = capsys.readouterr().err
+    assert "not expanded" in err and "dragon" in err and "a red dragon bouncing" in sent
+    with pytest.raises(CLIError, match="--expand.*dragon"):
+        sora_generate("a red dragon bouncing", "--out", tmp_path / "d.mp4", "--model", model_dir, "--no-progress",
+                      "--expand")
+
+
 @pytest.fixture
 def no_model_load(monkeypatch):
     """Bad arguments must fail before any weights are loaded."""

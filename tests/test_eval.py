@@ -241,6 +241,28 @@ def test_eval_sampling_settings(tiny_model_dir, tmp_path, capsys, monkeypatch):
         assert not (tmp_path / "bad").exists()
 
 
+def test_eval_expand_sends_the_caption_and_scores_the_prompt(tiny_model_dir, tmp_path, monkeypatch):
+    """--expand generates from the expanded caption of each paraphrase prompt; the report scores and
+    lists the prompt as given, says the run expanded, and carries the identity metrics."""
+    import sora_core.pipeline as pipeline
+    from sora_core.prompts.expand import expand_prompt
+    sent, real = [], pipeline.generate
+
+    def spy(model, prompt, *a, **kw):
+        sent.append(prompt)
+        return real(model, prompt, *a, **kw)
+    monkeypatch.setattr(pipeline, "generate", spy)
+    entries = world_prompt_set("paraphrase", 2, seed=4, width=16, height=16, frames=5)
+    out = tmp_path / "para"
+    assert main(["eval", "--generate", "--prompt-set", "paraphrase", "--count", "2", "--seed", "4", "--expand",
+                 "--model", str(tiny_model_dir), "--steps", "1", "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert sent == [expand_prompt(e.prompt, 0, width=16, height=16, frames=5, fps=8.0) for e in entries]
+    assert [c["prompt"] for c in report["clips"]] == [e.prompt for e in entries]
+    assert report["settings"]["expand"] is True
+    assert {"colour_constant", "shape_constant"} <= set(report["clips"][0]["metrics"])
+
+
 # ---------------------------------------------------------------------------------------------
 # Figures (the line plot is also the training loss curve)
 # ---------------------------------------------------------------------------------------------

@@ -203,6 +203,9 @@ def test_cli_generates_in_windows_on_the_default_model(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "5 windows of 9 frames" in captured.err and "window 5/5" in captured.err
     assert "in 5 windows" in captured.out
+    # the default model expands every prompt, each cue of a schedule on its own
+    assert "expanded prompt at 0 s: A " in captured.err and "expanded prompt at 1.5 s: A " in captured.err
+    assert "red ball moving right" in captured.err and "blue box moving left" in captured.err
 
 
 @pytest.mark.parametrize("extra,match", [

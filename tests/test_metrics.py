@@ -212,3 +212,22 @@ def test_identity_drift_over_a_long_video():
     red[:40] = False
     drifted[red] = (40, 204, 64)                             # the ball turns green half-way
     assert M.identity_drift(_analyze(drifted)) == 0.5        # one of the two objects changed
+
+
+def test_identity_kept_per_attribute_through_a_clip():
+    """colour_constant / shape_constant: 1 on a render, 0 when the object turns another colour half-way
+    (shape kept), and one misread frame is not a change."""
+    truth = steady_clip()
+    assert M.identity_kept(_analyze(truth)) == {"colour_constant": 1.0, "shape_constant": 1.0}
+    red = np.all(np.abs(truth.astype(int) - (232, 40, 40)) < 60, axis=-1)
+    turned = truth.copy()
+    later = red.copy()
+    later[:9] = False
+    turned[later] = (40, 204, 64)                            # the red ball turns green half-way
+    assert M.identity_kept(_analyze(turned)) == {"colour_constant": 0.0, "shape_constant": 1.0}
+    blip = truth.copy()
+    one = red.copy()
+    one[:8], one[9:] = False, False
+    blip[one] = (40, 204, 64)                                # green in frame 8 only
+    assert M.identity_kept(_analyze(blip))["colour_constant"] == 1.0
+    assert M.identity_kept(_analyze(truth[:2])) == {"colour_constant": None, "shape_constant": None}

@@ -44,14 +44,18 @@ def register(subparsers) -> None:
     src.add_argument("--videos", help="folder of videos to score (with --prompts)")
     src.add_argument("--generate", action="store_true", help="generate the videos with a model, then score them")
     src.add_argument("--prompts", help="prompts file: .jsonl, .txt or .csv (formats above)")
-    src.add_argument("--prompt-set", choices=["world", "world-single"],
-                     help="built-in prompts sampled from the world (with --generate): any scene, or one object")
+    src.add_argument("--prompt-set", choices=["world", "world-single", "paraphrase"],
+                     help="built-in prompts sampled from the world (with --generate): any scene, one object, or "
+                          "one object phrased as training never phrased it (held-out sentence forms and synonyms)")
     src.add_argument("--count", type=int, default=None,
                      help="prompts drawn from --prompt-set (default 100), or the first N of --prompts (default all)")
     src.add_argument("--seed", type=int, default=0, help="seed of the --prompt-set sample (default 0)")
     gen = p.add_argument_group("generation (--generate)")
     gen.add_argument("--seeds", default="0", help="noise seeds, e.g. 0,1,2 or 0-9 (default 0)")
     gen.add_argument("--model", default=None, help="model folder (default: the shipped default model)")
+    gen.add_argument("--expand", action="store_true",
+                     help="expand each prompt into the world's caption style before generating (as `sora generate` "
+                          "does by default for the default model); the prompt as given is what is scored")
     gen.add_argument("--tasks", default=DEFAULT_TASKS,
                      help="comma-separated: t2v, i2v, extend, loop, sdedit, connect, vae, long (default t2v)")
     gen.add_argument("--seconds", type=float, default=None,
@@ -162,12 +166,12 @@ def run(args) -> int:
         entries = (read_prompt_file(args.prompts, need_file=False)[:args.count] if args.prompts else
                    world_prompt_set(args.prompt_set, args.count or 100, args.seed, fps=d.fps, **size))
         settings = RunSettings(args.frames, args.height, args.width, args.steps, args.cfg, strengths,
-                               args.sampler, args.shift, args.seconds)
+                               args.sampler, args.shift, args.seconds, expand=args.expand)
         out = prepare_out_dir(args.out)
         results = evaluate_generated(model, entries, seeds, tasks, out, settings, progress=progress)
         extra = {"model": args.model or "default", "prompts": args.prompts or
                  f"{args.prompt_set} x {args.count or 100} (seed {args.seed})", "seeds": args.seeds,
-                 "tasks": ",".join(tasks), "size": f"{size['frames']} frames of {size['width']}x{size['height']}",
+                 "tasks": ",".join(tasks), "expand": bool(args.expand), "size": f"{size['frames']} frames of {size['width']}x{size['height']}",
                  **{k: getattr(model.schedule, k) if getattr(args, k) is None else getattr(args, k)
                     for k in ("steps", "cfg", "sampler", "shift")}, "clips": len(results)}
         if "long" in tasks:

@@ -24,6 +24,7 @@ file window by window (mp4 or webp): memory stays that of one window.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 import warnings
@@ -67,7 +68,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--match-colors", action="store_true",
                    help="long videos: match each window's colours to the one before at the join (drifts more "
                         "on the default model, see docs/long_video.md)")
-    p.add_argument("--expand", action="store_true", help="expand the prompt into a detailed caption first")
+    p.add_argument("--expand", action=argparse.BooleanOptionalAction, default=None,
+                   help="expand the prompt into a detailed caption of the kind the model was trained on before "
+                        "encoding it (default: on for the default model, which was trained on such captions; "
+                        "off for Wan models); the caption sent is printed. --no-expand sends the prompt as written")
     p.add_argument("--model", default=None, help="model folder, diffusers pipeline folder or Wan diffusion model "
                                                  "file / folder (default: the shipped default model)")
     p.add_argument("--vae", default=None, help="the Wan VAE (file or folder), e.g. models/vae/wan_2.1_vae.safetensors")
@@ -262,6 +266,43 @@ def _expand(prompt: str, seed: int, req: Request) -> str:
                          frames=req.frames, fps=req.fps)
 
 
+def expansion_on(args, spec) -> bool:
+    """--expand / --no-expand, or (neither given) whether the model's family reads the world's captions."""
+    from ..families import family
+    return family(spec.family).world_prompts if args.expand is None else bool(args.expand)
+
+
+def prompt_sent(prompt: str, seed: int, req: Request, explicit: bool) -> str:
+    """The expanded caption of ``prompt``. A prompt the world's vocabulary cannot read is an error with
+    an explicit --expand, and otherwise goes to the model as written (with a note naming the words)."""
+    try:
+        return _expand(prompt, seed, req)
+    except ValueError as e:                      # UnknownWordsError, or a scene the world cannot hold
+        if explicit:
+            raise CLIError(f"--expand: {e}") from None
+        print(f"note: prompt {prompt!r} not expanded ({e}); it goes to the model as written "
+              f"(--no-expand skips expansion)", file=sys.stderr)
+        return prompt
+
+
+def _expanded(args, spec, req: Request, seed: int) -> tuple[str, Request]:
+    """(the prompt sent, the request with each cue of a prompt schedule expanded), printing each caption."""
+    if not expansion_on(args, spec):
+        return req.prompt, req
+    explicit = args.expand is True
+    plan = req.windows
+    if plan is not None and len(plan.cues) > 1:
+        from ..long_video import Cue
+        cues = tuple(Cue(c.seconds, prompt_sent(c.prompt, seed, req, explicit)) for c in plan.cues)
+        for c in cues:
+            print(f"expanded prompt at {c.seconds:g} s: {c.prompt}", file=sys.stderr)
+        return req.prompt, dataclasses.replace(req, windows=dataclasses.replace(plan, cues=cues))
+    prompt = prompt_sent(req.prompt, seed, req, explicit)
+    if prompt != req.prompt:
+        print(f"expanded prompt: {prompt}", file=sys.stderr)
+    return prompt, req
+
+
 def _progress(total: int, disable: bool):
     from tqdm import tqdm
     bar = tqdm(total=total, desc="sampling", unit="step", disable=disable, file=sys.stderr)
@@ -309,9 +350,7 @@ def run(args) -> int:
     for tmp in remove_orphan_temps_of(req.out):      # left by a generate killed while writing this file
         print(f"removed {tmp}, a temp file an interrupted run left", file=sys.stderr)
     seed = secrets.randbelow(2 ** 31) if args.seed is None else args.seed
-    prompt = _expand(req.prompt, seed, req) if args.expand else req.prompt
-    if args.expand:
-        print(f"expanded prompt: {prompt}", file=sys.stderr)
+    prompt, req = _expanded(args, spec, req, seed)
     if req.windows is not None:
         from .long_generate import run_long
         return run_long(args, spec, found, req, seed, prompt)

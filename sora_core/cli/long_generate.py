@@ -47,7 +47,7 @@ def _schedule(args, seconds: float):
 
 def check_long(args, spec, frames: int, height: int, width: int, fps: float, out, image) -> LongPlan | None:
     """None for a video of one window (the plain path), else the checked window layout. Raises a
-    CLIError naming --window, --overlap, --expand, --anchor or the prompt schedule. (``out`` and
+    CLIError naming --window, --overlap, --anchor or the prompt schedule. (``out`` and
     ``image`` need no more checks: a gif is collected and written at the end, since its palette needs
     every frame; an image starts the first window.)"""
     from ..diffusion.conditions import EXTEND_CONTEXT
@@ -68,8 +68,6 @@ def check_long(args, spec, frames: int, height: int, width: int, fps: float, out
             raise CLIError(f"prompt: a prompt schedule changes prompts at window boundaries, and this video of "
                            f"{frames} frames is one window of {window}: make it longer or --window shorter")
         return None
-    if args.expand and len(cues) > 1:
-        raise CLIError("--expand takes one prompt, not a prompt schedule")
     try:
         wins = plan_windows(frames, window, overlap, ft)
     except (GeometryError, LongVideoError) as e:

@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or the preset would start from")
     p.add_argument("--init", default=None, metavar="DIR",
                    help="dit: start from the dit.safetensors + text_encoder.safetensors in DIR ('shipped' = the "
-                        "default model), e.g. to continue the shipped model on a new schedule")
+                        "default model), e.g. to continue the shipped model on a new schedule; text: start from "
+                        "this text_encoder.safetensors (or a folder holding one, or 'shipped')")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the initial weights, the data order and the scene pool (default: the preset's); "
                         "a new seed draws new training scenes")
@@ -84,7 +85,7 @@ def _trainer_class(stage: str):
 
 def _check_stage_options(args) -> None:
     if args.stage != "dit":
-        for name in ("init", "text"):
+        for name in ("init", "text") if args.stage == "vae" else ("text",):
             if getattr(args, name) is not None:
                 raise ValueError(f"--{name} is for the dit stage; the {args.stage} stage does not take it")
     if args.stage == "text" and args.vae is not None:
@@ -108,7 +109,7 @@ def _check_run(args, preset, cls) -> None:
 
 
 def _make_trainer(cls, args, preset, env):
-    kw = {"vae": {"init_path": args.vae},
+    kw = {"vae": {"init_path": args.vae}, "text": {"init_path": args.init},
           "dit": {"vae_path": args.vae, "init_dir": args.init, "text_path": args.text}}.get(args.stage, {})
     return cls(preset, args.out, env, resume=args.resume, progress=not args.no_progress, **kw)
 

@@ -171,15 +171,18 @@ def _no_duplicates(entries: list[PromptEntry], path: Path) -> list[PromptEntry]:
     return entries
 
 
-PROMPT_SETS = ("world", "world-single")
+PROMPT_SETS = ("world", "world-single", "paraphrase")
 
 
 def world_prompt_set(name: str = "world", count: int = 100, seed: int = 0, width: int = 64,
                      height: int = 64, frames: int = 17, fps: float = 8.0) -> list[PromptEntry]:
     """``count`` prompts sampled from the world with fixed seeds: the short caption of a random
-    scene (``world``: 1 to 3 objects and any event; ``world-single``: one object, no event). The
-    scenes come from a seed sequence of their own, (``seed``, i), apart from training's int seeds."""
+    scene (``world``: 1 to 3 objects and any event; ``world-single``: one object, no event), or
+    (``paraphrase``) the ``world-single`` scenes phrased as training never phrased them
+    (``world.phrasings.held_out_phrase``: held-out sentence forms and synonyms). The scenes come from a
+    seed sequence of their own, (``seed``, i), apart from training's int seeds."""
     from ..world.captions import short_caption
+    from ..world.phrasings import held_out_phrase
     from ..world.scene import sample_scene
     if name not in PROMPT_SETS:
         raise ValueError(f"prompt set {name!r} is unknown; allowed: {', '.join(PROMPT_SETS)}")
@@ -188,10 +191,12 @@ def world_prompt_set(name: str = "world", count: int = 100, seed: int = 0, width
     out = []
     for i in range(count):
         rng = np.random.default_rng([0x5EA1, seed, i])
-        single = name == "world-single"
+        single = name != "world"
         spec = sample_scene(rng, width, height, frames, fps, n_objects=1 if single else None,
                             event="none" if single else None)
-        out.append(PromptEntry(short_caption(spec), task="t2v", line=i + 1, spec=spec))
+        text = (held_out_phrase(spec, np.random.default_rng([0x9A2A, seed, i])) if name == "paraphrase"
+                else short_caption(spec))
+        out.append(PromptEntry(text, task="t2v", line=i + 1, spec=spec))
     return out
 
 
@@ -258,7 +263,7 @@ def score_clip(frames: np.ndarray, fps: float, entry: PromptEntry, name: str, *,
     adherence = M.prompt_adherence(analysis, truth) if entry.prompt else {}
     metrics = {**adherence, "temporal_flicker": M.temporal_flicker(frames),
                "object_permanence": M.object_permanence(analysis),
-               "identity_drift": M.identity_drift(analysis), **(extra or {})}
+               "identity_drift": M.identity_drift(analysis), **M.identity_kept(analysis), **(extra or {})}
     seen = long_caption(analysis.description()) if analysis.objects else "(no objects seen)"
     sheet = contact_sheet(frames, detections=_detection_boxes(analysis), title=f"{name}: {entry.prompt}",
                           subtitle=f"seen: {seen}")

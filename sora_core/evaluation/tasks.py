@@ -43,6 +43,7 @@ class RunSettings:
     sampler: str | None = None
     shift: float | None = None
     seconds: float | None = None      # the long task's length (None: 60 s)
+    expand: bool = False              # the prompt expanded into the world's caption style first
 
 
 @dataclass
@@ -78,8 +79,12 @@ def _generate(model, entry: PromptEntry, seed: int, s: RunSettings, plan=None) -
     """Generate at the run's size and settings, with an optional condition plan (spliced by it)."""
     from ..pipeline import generate
     from ..media.video_io import tensor_to_frames
-    frames, height, width, _ = _grid(model, s)
-    result = generate(model, entry.prompt, frames=frames, height=height, width=width, steps=s.steps,
+    frames, height, width, fps = _grid(model, s)
+    prompt = entry.prompt
+    if s.expand:
+        from ..prompts.expand import expand_prompt
+        prompt = expand_prompt(prompt, seed, width=width, height=height, frames=frames, fps=fps)
+    result = generate(model, prompt, frames=frames, height=height, width=width, steps=s.steps,
                       cfg=s.cfg, sampler=s.sampler, shift=s.shift, seed=seed, conditions=plan if plan is not None else ())
     video = plan.assemble(result.video) if plan is not None else result.video
     return tensor_to_frames(video)

@@ -24,7 +24,7 @@ from .buckets import Bucket, BucketTable
 from .common import step_seed
 
 # independent random streams mixed into step_seed
-_BUCKET, _SCENE, _CAPTION, _POOL, _EVAL = 11, 12, 13, 14, 15
+_BUCKET, _SCENE, _CAPTION, _POOL, _EVAL, _PHRASE = 11, 12, 13, 14, 15, 16
 
 
 # ---------------------------------------------------------------------------------------------
@@ -54,9 +54,48 @@ def render_clip(scene_seed: int, bucket: Bucket, fps: float, object_probs=None, 
     return render(spec), spec
 
 
-def caption_of(spec, descriptive: bool) -> str:
+@dataclass(frozen=True)
+class CaptionStyle:
+    """How one sample's caption is written: the canonical descriptive or short caption, or a phrasing
+    (``world.phrasings``, training lexicon) with or without the size and the background, its words
+    drawn from ``seed``."""
+    descriptive: bool
+    phrasing: bool = False
+    with_size: bool = True
+    with_background: bool = True
+    seed: int = 0
+
+    def states(self) -> tuple[bool, bool]:
+        """(sizes stated, background stated) by a caption of this style."""
+        if self.phrasing:
+            return self.with_size, self.with_background
+        return self.descriptive, self.descriptive
+
+
+def draw_caption_style(rng: np.random.Generator, descriptive: bool, phrasing_prob: float) -> CaptionStyle:
+    """A phrasing with probability ``phrasing_prob`` (size and background each said half the time),
+    else the canonical caption; nothing is drawn from ``rng`` when ``phrasing_prob`` is 0."""
+    if phrasing_prob <= 0 or rng.random() >= phrasing_prob:
+        return CaptionStyle(descriptive)
+    size, background = (bool(v) for v in rng.random(2) < 0.5)
+    return CaptionStyle(descriptive, True, size, background, int(rng.integers(2 ** 31)))
+
+
+def caption_of(spec, style: "CaptionStyle | bool") -> str:
+    """The caption of ``spec`` in ``style`` (a bool: the canonical descriptive / short caption)."""
     from ..world.captions import long_caption, short_caption
-    return long_caption(spec) if descriptive else short_caption(spec)
+    if isinstance(style, bool):
+        style = CaptionStyle(style)
+    if style.phrasing:
+        from ..world.phrasings import TRAIN, phrase
+        return phrase(spec, np.random.default_rng(style.seed), TRAIN, style.with_size, style.with_background)
+    return long_caption(spec) if style.descriptive else short_caption(spec)
+
+
+def check_probability(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}={value} must be in [0, 1]")
+    return float(value)
 
 
 class WorldClips:
@@ -64,9 +103,9 @@ class WorldClips:
 
     def __init__(self, buckets: BucketTable, seed: int, fps: float = 8.0, long_caption_prob: float = 0.5,
                  rank: int = 0, world_size: int = 1, pool_size: int | None = None, object_probs=None,
-                 shape_probs=None):
-        if not 0.0 <= long_caption_prob <= 1.0:
-            raise ValueError(f"long_caption_prob={long_caption_prob} must be in [0, 1]")
+                 shape_probs=None, phrasing_prob: float = 0.0):
+        check_probability("long_caption_prob", long_caption_prob)
+        self.phrasing_prob = check_probability("phrasing_prob", phrasing_prob)
         if pool_size is not None and pool_size < 1:
             raise ValueError(f"pool_size={pool_size} must be >= 1 or None")
         self.buckets, self.seed, self.fps = buckets, int(seed), float(fps)
@@ -116,15 +155,21 @@ class WorldClips:
         rng = np.random.default_rng(step_seed(self.seed, step, self.rank, _CAPTION))
         return [bool(v) for v in rng.random(n) < self.long_caption_prob]
 
+    def caption_styles_at(self, step: int, n: int) -> list[CaptionStyle]:
+        """The caption style of each of the step's ``n`` samples (phrasings from a stream of their own,
+        so a run without them draws exactly what it drew before they existed)."""
+        rng = np.random.default_rng(step_seed(self.seed, step, self.rank, _PHRASE))
+        return [draw_caption_style(rng, d, self.phrasing_prob) for d in self.descriptive_at(step, n)]
+
     # -- rendering --------------------------------------------------------------------------------
 
     def batch_at(self, step: int, render_video: bool = True) -> Batch:
         """The batch of step ``step``; ``render_video=False`` skips rendering (captions only)."""
         bucket = self.bucket_at(step)
         seeds, keys = self.scene_seeds_at(step, bucket)
-        descriptive = self.descriptive_at(step, len(seeds))
+        styles = self.caption_styles_at(step, len(seeds))
         videos, captions = [], []
-        for s, d in zip(seeds, descriptive):
+        for s, d in zip(seeds, styles):
             if render_video:
                 frames, spec = self.render(s, bucket)
                 videos.append(frames_to_tensor(frames))

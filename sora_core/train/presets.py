@@ -101,6 +101,7 @@ class DiTTrainPreset:
     train_text_encoder: bool = True          # False: the text encoder stays frozen (needs pretrained weights)
     caption_dropout: float = 0.1             # empty prompt, for classifier-free guidance
     long_caption_prob: float = 0.5           # descriptive vs short captions
+    phrasing_prob: float = 0.0               # a phrasing (world.phrasings) instead of the canonical caption
     condition_probs: dict = field(default_factory=lambda: {"none": 1.0})
     t_logit_mean: float = 0.0                # t = sigmoid(N(mean, std)), then the schedule shift
     t_logit_std: float = 1.0
@@ -143,11 +144,23 @@ class TextTrainPreset:
     fps: float = 8.0
     seed: int = 0
     eval_captions: int = 256
+    # start from these weights (a text_encoder.safetensors, a folder, or "shipped"; --init overrides)
+    init: str | None = None
+    # the share of captions written as a phrasing (world.phrasings, training lexicon) instead of the
+    # canonical caption
+    phrasing_prob: float = 0.0
+    # keep the initial encoder's features on the canonical captions (what a trained DiT reads): the
+    # loss adds this times their relative squared drift
+    distill_weight: float = 0.0
     kind = "text"
 
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1")
+        if not 0.0 <= self.phrasing_prob <= 1.0:
+            raise ValueError(f"phrasing_prob={self.phrasing_prob} must be in [0, 1]")
+        if not self.distill_weight >= 0:
+            raise ValueError(f"distill_weight={self.distill_weight} must be >= 0")
 
 
 def preset_json(p) -> str:
@@ -266,6 +279,12 @@ _DIT_PRESETS = {
     "default-single": lambda: dataclasses.replace(
         _continued(_DIT_PRESETS["default-boxes"](), "default-single", lr=2.5e-4, warmup=100, steps=5000),
         object_probs=(0.8, 0.15, 0.05)),
+    # the box recipe on captions people write: half the captions a phrasing of the training lexicon
+    # (world.phrasings; synonyms, word orders, size and background said or not, sentence forms), read
+    # by the encoder of the text preset "phrasings" (--text): text-to-video without expansion
+    "default-phrasings": lambda: dataclasses.replace(
+        _continued(_DIT_PRESETS["default-boxes"](), "default-phrasings", lr=2.5e-4, warmup=100, steps=6000),
+        phrasing_prob=0.5),
 }
 
 _TEXT_PRESETS = {
@@ -277,6 +296,14 @@ _TEXT_PRESETS = {
         name="default", text_encoder="default", buckets=_DEFAULT_DIT_BUCKETS, batch_size=32,
         optim=OptimConfig(lr=2e-3, warmup=100, min_lr_ratio=0.05, ema_decay=0.995),
         loop=LoopConfig(steps=1500, log_every=10, eval_every=250, ckpt_every=250)),
+    # the shipped encoder taught to read the phrasings people write (world.phrasings): two of three
+    # captions phrased, the canonical captions' features held where the shipped DiT learned them
+    "phrasings": lambda: dataclasses.replace(
+        _TEXT_PRESETS["default"](), name="phrasings", init="shipped", phrasing_prob=2 / 3, distill_weight=1.0,
+        optim=OptimConfig(lr=5e-4, warmup=50, min_lr_ratio=0.1, ema_decay=0.99),
+        loop=LoopConfig(steps=800, log_every=10, eval_every=200, ckpt_every=100)),
+    "tiny-phrasings": lambda: dataclasses.replace(
+        _TEXT_PRESETS["tiny"](), name="tiny-phrasings", phrasing_prob=0.5, distill_weight=1.0),
 }
 
 PRESETS = {"text": _TEXT_PRESETS, "vae": _VAE_PRESETS, "dit": _DIT_PRESETS}

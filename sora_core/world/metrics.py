@@ -60,6 +60,10 @@ METRICS: dict[str, MetricInfo] = {
                             "that come back with the same colour, shape and size"),
     "identity_drift": _m(0, False, "fraction", None,
                          "fraction of tracked objects whose colour, shape or size changes along the video"),
+    "colour_constant": _m(1, True, "fraction", 0.95,
+                          "1 when every tracked object keeps its colour from frame to frame through the clip"),
+    "shape_constant": _m(1, True, "fraction", None,
+                         "1 when every tracked object keeps its shape from frame to frame through the clip"),
     "loop_seam_ratio": _m(1, False, "ratio", 1.5,
                           "difference last -> first frame over the mean consecutive difference"),
     "boundary_continuity": _m(1, False, "ratio", 1.5,
@@ -376,6 +380,34 @@ def _chains(detections, link: float) -> list[list]:
                 nxt.append(chains[-1])
         active = nxt
     return chains
+
+
+def identity_kept(analysis, min_length: int = 4, min_run: int = 2) -> dict[str, float | None]:
+    """Identity through the clip, per attribute: ``colour_constant`` (``shape_constant``) is 1.0 when
+    no tracked object changes its colour (shape) along the clip, else 0.0. An object changes when its
+    per-frame reading (the captioner's, whole detections only, chained by position as for
+    ``identity_drift``) settles on another value for at least ``min_run`` consecutive frames, so a
+    single misread frame does not count; chains shorter than ``min_length`` frames are not judged.
+    None when no object is tracked long enough."""
+    S = min(analysis.width, analysis.height)
+    chains = [c for c in _chains(analysis.detections, 0.35 * S) if len(c) >= min_length]
+    if not chains:
+        return {"colour_constant": None, "shape_constant": None}
+
+    def settled(values: list[str]) -> list[str]:
+        """The values held for at least ``min_run`` frames in a row, in order of appearance."""
+        runs, out = [], []
+        for v in values:
+            if runs and runs[-1][0] == v:
+                runs[-1][1] += 1
+            else:
+                runs.append([v, 1])
+        for v, n in runs:
+            if n >= min_run and (not out or out[-1] != v):
+                out.append(v)
+        return out
+    return {f"{k}_constant": float(all(len(settled([getattr(d, k) for d in c])) <= 1 for c in chains))
+            for k in ("colour", "shape")}
 
 
 def identity_drift(analysis, min_length: int = 4) -> float | None:

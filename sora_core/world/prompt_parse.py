@@ -72,7 +72,7 @@ class _Parser:
         return self.out
 
     def _is_background_colour(self, i: int) -> bool:
-        before = self.tokens[max(0, i - 2):i]
+        before = [t for t in self.tokens[max(0, i - 3):i] if t != "dark"][-2:]
         after = [t for t in self.tokens[i + 1:i + 5] if t not in ("dark", "and", "to")]
         if "from" in before or (self.out.background == "gradient" and "to" in before[-1:]):
             return True

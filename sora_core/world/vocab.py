@@ -124,4 +124,5 @@ STOP_WORDS = {
     "at", "while", "that", "which", "there", "some", "plain", "dark", "colored", "coloured", "slowly", "quickly", "fast", "slow", "scene", "video", "clip",
     "image", "towards", "toward", "across", "around", "by", "as", "into", "onto", "under", "above",
     "along", "through", "then", "again", "reappear", "re", "appears", "solid", "lasting", "gravity", "floor", "side", "screen", "frame", "this", "their", "they", "itself",
+    "shows", "showing", "we", "see", "here", "against",
 }
