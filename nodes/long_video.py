@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sora_core import budget, geometry, long_video
+from sora_core import budget, configs, geometry, long_video
 from sora_core.diffusion import conditions, samplers
 from sora_core.media import clips, outputs
 
 from . import graph_ops, host
-from .sampler import AUTO, CONDITION_MODES, _SCHEDULE
+from .sampler import AUTO, CONDITION_MODES
 from .video import FPS, frames_to_image, workflow_metadata
 
 CATEGORY = "Sora/sampling"
@@ -23,6 +23,7 @@ NODE = "Sora Long Video"
 ANCHORS = ("auto", "on", "off")
 FILE_FORMATS = tuple(ext.lstrip(".") for ext in long_video.STREAM_EXTS)
 MAX_SECONDS = 3600.0
+_SCHEDULE = configs.ScheduleConfig()
 
 
 class LongVideoInputError(ValueError):
