@@ -36,6 +36,7 @@ def test_a_rendered_long_clip_scores_perfectly(clip):
     m = long_scores(clip, 8.0, spans, joins, PROMPT)
     assert len(spans) == 7 and len(joins) == 6
     assert m["colour_kept"] == m["shape_kept"] == m["size_kept"] == m["count_kept"] == 1.0, m
+    assert m["colour_same"] == m["shape_same"] == m["size_same"] == 1.0, m
     assert m["object_colour_shift"] < 2.0 and m["background_colour_shift"] < 0.5, m
     assert m["boundary_continuity"] <= 1.5 and m["joins_smooth"] == 1.0, m
 
@@ -53,16 +54,19 @@ def test_drift_and_cuts_are_caught(clip):
     j = joins[2]
     bad[j:] = np.roll(bad[j:], 20, axis=2)                            # a jump of 20 pixels at one join
     m = long_scores(bad, 8.0, spans, joins, PROMPT)
-    assert m["colour_kept"] <= 4 / 7, m
+    assert m["colour_kept"] <= 4 / 7 and m["colour_same"] <= 3 / 6, m
     assert m["object_colour_shift"] > 30 and m["background_colour_shift"] > 3, m
     assert m["boundary_continuity"] > 1.5 and m["joins_smooth"] == 5 / 6, m
-    assert m["shape_kept"] == 1.0                                     # the shape did not change
+    assert m["shape_kept"] == m["shape_same"] == 1.0                  # the shape did not change
 
 
 def test_count_kept_is_only_scored_when_the_first_window_had_the_count(clip):
     spans, joins = layout(len(clip))
     m = long_scores(clip, 8.0, spans, joins, "a red ball and a blue box")   # one object seen, two asked
     assert m["count_kept"] is None and m["colour_kept"] == 0.0
+    assert m["colour_same"] is None                                   # the first window lacks the blue box
+    m = long_scores(clip, 8.0, spans, joins, "a green ball")          # the wrong colour, kept all along
+    assert m["colour_kept"] == 0.0 and m["colour_same"] == 1.0 and m["shape_same"] == 1.0
 
 
 def test_colour_shift_of_a_still_and_of_a_fading_video():
@@ -110,7 +114,7 @@ def test_eval_long_task_end_to_end(tiny_model_dir, tmp_path):
     assert [c["task"] for c in data["clips"]] == ["long", "long"]           # --count 2: the first two prompts
     for c in data["clips"]:
         m = c["metrics"]
-        assert {"colour_kept", "shape_kept", "object_colour_shift", "background_colour_shift", "boundary_continuity",
+        assert {"colour_kept", "shape_kept", "colour_same", "object_colour_shift", "background_colour_shift", "boundary_continuity",
                 "joins_smooth", "temporal_flicker", "count_kept"} <= set(m)
         assert m["boundary_continuity"] is not None and 0 <= m["joins_smooth"] <= 1
         assert read_video(out / c["video"])[0].shape == (17, 24, 24, 3)

@@ -7,6 +7,8 @@ the model's default window, overlap and anchoring, then scores:
                                            with the asked colour / shape / size (captioner per window)
     count_kept                             fraction of windows with exactly the asked number of
                                            objects, when the first window had it (else None)
+    colour_same / shape_same / size_same   fraction of the later windows whose objects keep what the
+                                           first window showed (identity, right or wrong for the prompt)
     object_colour_shift                    mean |mean RGB| change of the object pixels between the
     background_colour_shift                first and the last 5 s (grey levels); the same for the rest
     boundary_continuity / joins_smooth     the worst join's continuity ratio / the fraction of joins <= 1.5
@@ -66,11 +68,16 @@ def colour_shifts(frames: np.ndarray, fps: float, edge: float = EDGE_SECONDS) ->
     return obj, back
 
 
-def window_adherence(frames: np.ndarray, fps: float, spans, expected) -> list[dict]:
-    """The captioner's prompt adherence (``metrics.prompt_adherence``) of each (start, stop) span."""
+def window_analysis(frames: np.ndarray, fps: float, spans, expected) -> list[tuple[dict, list]]:
+    """Per (start, stop) span: the captioner's prompt adherence (``metrics.prompt_adherence``) and the
+    object track paired with each asked-for object (``metrics.match_objects``; None = not seen)."""
     from ..world.captioner import analyze
     exp = expected if isinstance(expected, M.Expected) else M.Expected.of(expected)
-    return [M.prompt_adherence(analyze(frames[a:b], fps), exp) for a, b in spans]
+    out = []
+    for a, b in spans:
+        analysis = analyze(frames[a:b], fps)
+        out.append((M.prompt_adherence(analysis, exp), M.match_objects(exp, analysis)))
+    return out
 
 
 def _kept(rows: list[dict], key: str) -> float | None:
@@ -79,15 +86,28 @@ def _kept(rows: list[dict], key: str) -> float | None:
     return float(np.mean([v == 1.0 for v in vals])) if vals else None
 
 
+def _same_as_first(pairs: list[list], attr: str) -> float | None:
+    """Fraction of the later windows in which every object keeps the ``attr`` it was seen with in the
+    first window (a missing object does not); None when the first window lacks an asked-for object."""
+    first = pairs[0]
+    if len(pairs) < 2 or not first or any(t is None for t in first):
+        return None
+    return float(np.mean([all(t is not None and getattr(t, attr) == getattr(f, attr) for t, f in zip(p, first))
+                          for p in pairs[1:]]))
+
+
 def long_scores(frames: np.ndarray, fps: float, spans, joins, expected) -> dict[str, float | None]:
     """The long task's metrics (module doc) of uint8 ``frames`` (T, H, W, 3): ``spans`` the
     (start, stop) output frames of each window, ``joins`` the first new frame of each later window."""
-    rows = window_adherence(frames, fps, spans, expected)
+    found = window_analysis(frames, fps, spans, expected)
+    rows, pairs = [r for r, _ in found], [p for _, p in found]
     obj, back = colour_shifts(frames, fps)
     count = _kept(rows, "count") if rows and rows[0]["count"] == 1.0 else None
     ratios = [M.boundary_continuity(frames, j) for j in joins]
     return {"colour_kept": _kept(rows, "colour"), "shape_kept": _kept(rows, "shape"),
             "size_kept": _kept(rows, "size"), "count_kept": count,
+            "colour_same": _same_as_first(pairs, "colour"), "shape_same": _same_as_first(pairs, "shape"),
+            "size_same": _same_as_first(pairs, "size"),
             "object_colour_shift": obj, "background_colour_shift": back,
             "boundary_continuity": max(ratios) if ratios else None,
             "joins_smooth": float(np.mean([r <= JOIN_TARGET for r in ratios])) if ratios else None}

@@ -86,6 +86,12 @@ METRICS: dict[str, MetricInfo] = {
     "background_colour_shift": _m(0, False, "levels", 6.0, "mean colour change of the background, first vs "
                                   "last 5 s (grey levels)"),
     "joins_smooth": _m(1, True, "fraction", 1.0, "fraction of window joins with boundary continuity <= 1.5"),
+    "colour_same": _m(1, True, "fraction", None, "fraction of later windows whose objects keep the colour "
+                      "seen in the first window"),
+    "shape_same": _m(1, True, "fraction", None, "fraction of later windows whose objects keep the shape seen "
+                     "in the first window"),
+    "size_same": _m(1, True, "fraction", None, "fraction of later windows whose objects keep the size seen in "
+                    "the first window"),
 }
 
 
