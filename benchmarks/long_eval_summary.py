@@ -2,6 +2,8 @@
 
     python benchmarks/long_eval_summary.py eval_a/report.json eval_b/report.json ...
     python benchmarks/long_eval_summary.py --rescore eval_*/report.json     # score the saved videos again
+    python benchmarks/long_eval_summary.py --folders eval_a prompts_a.txt eval_b prompts_b.txt
+        # the videos a run has saved so far (its report is written at the end), scored from the mp4s
 
 Every video has the same number of windows, so the mean over videos of a per-video fraction is the
 fraction over all their windows. ``--rescore`` reads each clip's saved mp4 (H.264, crf 16) and scores it
@@ -36,10 +38,37 @@ def rescored(path: str, window: int = 17, overlap: int = 5, ft: int = 4) -> list
     return clips
 
 
-def pooled(paths: list[str], rescore: bool = False) -> dict:
-    """Figures over every long clip of the reports."""
-    clips = [c for p in paths for c in (rescored(p) if rescore else json.load(open(p))["clips"])
-             if c["task"] == "long"]
+def score_video(path, prompt: str, window: int = 17, overlap: int = 5, ft: int = 4) -> dict:
+    """The long task's metrics of a saved video (and its flicker)."""
+    from sora_core.evaluation.long import long_scores
+    from sora_core.long_video import plan_windows
+    from sora_core.media.video_io import read_video
+    from sora_core.world.metrics import temporal_flicker
+    frames, fps = read_video(path)
+    wins = plan_windows(len(frames), window, overlap, ft)
+    spans = [(w.start, w.start + w.frames(ft)) for w in wins]
+    m = long_scores(frames, fps, spans, [w.start + w.context_frames(ft) for w in wins[1:]], prompt)
+    return {**m, "temporal_flicker": temporal_flicker(frames)}
+
+
+def folder_clips(folder: str, prompts: str) -> list[dict]:
+    """The clips of the videos saved so far in a report folder (``videos/long_NNN_seedS.mp4``, NNN the
+    line of the prompts file, which has no comments or blank lines)."""
+    from pathlib import Path
+    lines = Path(prompts).read_text().splitlines()
+    out = []
+    for video in sorted(Path(folder, "videos").glob("long_*.mp4")):
+        prompt = lines[int(video.name.split("_")[1]) - 1]
+        out.append({"task": "long", "prompt": prompt, "video": str(video), "metrics": score_video(video, prompt),
+                    "rescored": ["all"]})
+    return out
+
+
+def pooled(paths: list[str], rescore: bool = False, clips: list | None = None) -> dict:
+    """Figures over every long clip of the reports (or of ``clips``)."""
+    if clips is None:
+        clips = [c for p in paths for c in (rescored(p) if rescore else json.load(open(p))["clips"])
+                 if c["task"] == "long"]
 
     def vals(key):
         return [c["metrics"][key] for c in clips if c["metrics"].get(key) is not None]
@@ -59,8 +88,18 @@ def pooled(paths: list[str], rescore: bool = False) -> dict:
 
 def main(argv=None) -> int:
     args = list(argv if argv is not None else sys.argv[1:])
-    rescore = "--rescore" in args
-    r = pooled([a for a in args if a != "--rescore"], rescore)
+    if args[:1] == ["--folders"]:
+        pairs = args[1:]
+        clips = [c for k in range(0, len(pairs), 2) for c in folder_clips(pairs[k], pairs[k + 1])]
+        for c in clips:
+            m = c["metrics"]
+            print(f"  {c['prompt']}: colour {m['colour_kept']}, same {m['colour_same']}, shape {m['shape_kept']}, "
+                  f"same {m['shape_same']}, count {m['count_kept']}, shift {m['object_colour_shift']}/"
+                  f"{m['background_colour_shift']}, worst join {m['boundary_continuity']:.2f}")
+        r = pooled([], clips=clips)
+    else:
+        rescore = "--rescore" in args
+        r = pooled([a for a in args if a != "--rescore"], rescore)
     f = {k: v for k, v in r.items() if isinstance(v, dict) and "mean" in v}
     print(f"{r['videos']} videos" + (f"; rescored from the mp4s: {r['rescored']}" if r.get("rescored") else ""))
     targets = {"colour_kept": ">= 0.95", "shape_kept": ">= 0.90", "count_kept": ">= 0.90",
