@@ -1,0 +1,170 @@
+"""Where in sampling, and where in the clip, an unasked copy of the asked object appears.
+
+For each single-object prompt, the video is generated with the model's defaults while the sampler's
+x0 prediction (``denoised``) of every step is decoded and read by the analytic captioner. For every
+clip that ends with more than one object the script prints the first step (and its noise level) from
+which the prediction's object count is the final one (for failing and for one-object clips: when
+the outcome is settled), and the first frame of the final clip with more than one whole detection.
+Then, with ``--variants``, the same prompts again under other sampling settings, to compare
+one-object counts: ``shift=S``, ``cfg=C``, ``steps=N``, ``cfg_high=C@S`` (guidance scale C where the
+noise level is above S, the default below) or ``base`` (the defaults), separated by ``;``.
+
+    python benchmarks/where_copies_appear.py --count 40 --seed 21
+    python benchmarks/where_copies_appear.py --count 60 --seed 21 --no-trace --variants "base;shift=6;cfg_high=8@0.7"
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+try:
+    import sora_core  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(ROOT))
+
+
+def _count(frames: np.ndarray, fps: float) -> int:
+    from sora_core.world.captioner import analyze
+    return len(analyze(frames, fps).objects)
+
+
+def trace(model, prompt: str, seed: int) -> dict:
+    """Objects seen in the x0 prediction of every step and in the final clip, per frame."""
+    from sora_core.media.video_io import tensor_to_frames
+    from sora_core.pipeline import decode_latents, generate
+    from sora_core.world.captioner import analyze
+    preds = []
+
+    def keep(info):
+        preds.append((float(torch.as_tensor(info["sigma"]).max()), info["denoised"].detach().clone()))
+    result = generate(model, prompt, seed=seed, callback=keep)
+    fps = model.defaults.fps
+    counts = []
+    for sigma, x0 in preds:
+        counts.append((sigma, _count(tensor_to_frames(decode_latents(model, x0)[0]), fps)))
+    final = tensor_to_frames(result.video)
+    a = analyze(final, fps)
+    per_frame = [sum(not d.partial for d in dets) for dets in a.detections]
+    return {"steps": counts, "final": len(a.objects), "per_frame": per_frame}
+
+
+def settled(counts: list[tuple[float, int]], final: int) -> int:
+    """The first step index from which every prediction holds the final count."""
+    i = len(counts)
+    while i > 0 and counts[i - 1][1] == final:
+        i -= 1
+    return i
+
+
+def high_noise_cfg(scale_high: float, above: float):
+    """A cfg_denoiser using guidance scale ``scale_high`` where the (largest per-frame) noise level is
+    above ``above`` and the run's scale below."""
+    from sora_core.diffusion import flow
+    plain = flow.cfg_denoiser
+
+    def cfg_denoiser(denoiser, cond, uncond, scale, batched=True):
+        low, high = plain(denoiser, cond, uncond, scale, batched), plain(denoiser, cond, uncond, scale_high, batched)
+
+        def d(x, sigma):
+            return high(x, sigma) if float(torch.as_tensor(sigma).max()) > above else low(x, sigma)
+        return d
+    return cfg_denoiser
+
+
+def parse_variant(text: str) -> tuple[dict, object]:
+    """"shift=6" -> ({"shift": 6.0}, None); "cfg_high=8@0.7" -> ({}, a patched cfg_denoiser)."""
+    kwargs, patch = {}, None
+    for part in filter(None, (t.strip() for t in text.split(","))):
+        if part == "base":
+            continue
+        key, value = part.split("=")
+        if key == "cfg_high":
+            c, above = value.split("@")
+            patch = high_noise_cfg(float(c), float(above))
+        elif key in ("shift", "cfg"):
+            kwargs[key] = float(value)
+        elif key == "steps":
+            kwargs[key] = int(value)
+        else:
+            raise SystemExit(f"--variants: unknown setting {key!r} (shift, cfg, steps, cfg_high)")
+    return kwargs, patch
+
+
+def one_object_rate(model, entries, seed: int, kwargs: dict) -> tuple[float, float, float]:
+    """(fraction with exactly one object, colour, shape) over the entries."""
+    from sora_core.evaluation.evaluate import score_clip
+    from sora_core.media.video_io import tensor_to_frames
+    from sora_core.pipeline import generate
+    ones, colour, shape = [], [], []
+    for e in entries:
+        frames = tensor_to_frames(generate(model, e.prompt, seed=seed, **kwargs).video)
+        m = score_clip(frames, model.defaults.fps, e, "x").metrics
+        ones.append(m["count"])
+        colour.append(m["colour"])
+        shape.append(m["shape"])
+    return float(np.mean(ones)), float(np.mean(colour)), float(np.mean(shape))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--count", type=int, default=40)
+    p.add_argument("--seed", type=int, default=21, help="seed of the world-single prompt sample")
+    p.add_argument("--noise-seed", type=int, default=0)
+    p.add_argument("--model", default=None)
+    p.add_argument("--variants", default="", help='sampling settings to compare, e.g. "base;shift=6;cfg_high=8@0.7"')
+    p.add_argument("--no-trace", action="store_true", help="skip the per-step trace")
+    args = p.parse_args(argv)
+    from sora_core.evaluation.evaluate import world_prompt_set
+    from sora_core.pipeline import SoraModel
+    torch.set_grad_enabled(False)
+    model = SoraModel.open(args.model) if args.model else SoraModel.default()
+    d = model.defaults
+    entries = world_prompt_set("world-single", args.count, args.seed, width=d.width, height=d.height,
+                               frames=d.frames, fps=d.fps)
+    if not args.no_trace:
+        rows = {True: [], False: []}        # failing (more than one object) or not: settled step, sigma
+        frames_at = []
+        for e in entries:
+            t = trace(model, e.prompt, args.noise_seed)
+            i = settled(t["steps"], t["final"])
+            sigma = t["steps"][min(i, len(t["steps"]) - 1)][0]
+            rows[t["final"] > 1].append((i, sigma))
+            if t["final"] > 1:
+                frames_at.append(next((k for k, n in enumerate(t["per_frame"]) if n > 1), None))
+                print(f"{e.prompt!r}: {t['final']} objects, the count settled from step {i} (sigma {sigma:.3f}); "
+                      f"per step {[n for _, n in t['steps']]}; first frame with two whole objects: "
+                      f"{frames_at[-1]}", flush=True)
+        for failing, name in ((True, "with unasked objects"), (False, "with one object")):
+            r = rows[failing]
+            if r:
+                print(f"{len(r)} clips {name}: count settled from step {np.median([a for a, _ in r]):.0f} of 20 "
+                      f"(median; sigma {np.median([b for _, b in r]):.3f})")
+        seen = [f for f in frames_at if f is not None]
+        print(f"first frame holding two whole objects, in the clips with unasked objects: "
+              f"{sum(f == 0 for f in seen)} at frame 0, {sum(f > 0 for f in seen)} later, "
+              f"{len(frames_at) - len(seen)} never (the copy only partly in view or merged)")
+    from sora_core import pipeline as pipeline_mod
+    for text in filter(None, (v.strip() for v in args.variants.split(";"))):
+        kwargs, patch = parse_variant(text)
+        real = pipeline_mod.cfg_denoiser
+        if patch is not None:
+            pipeline_mod.cfg_denoiser = patch
+        t0 = time.perf_counter()
+        try:
+            one, colour, shape = one_object_rate(model, entries, args.noise_seed, kwargs)
+        finally:
+            pipeline_mod.cfg_denoiser = real
+        print(f"{text}: one object {one:.0%}, colour {colour:.0%}, shape {shape:.0%} "
+              f"({len(entries)} prompts, {time.perf_counter() - t0:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
