@@ -5,8 +5,8 @@ The server is the session fixture ``comfyui_server`` (tests/comfyui_server.py): 
 set, else a temporary copy of ../shared/comfyui started with --cpu on a free loopback port. Skipped
 when neither is available (a user's machine), failed instead under SORA_REQUIRE_COMFYUI=1 (CI).
 
-SORA_COMFYUI_STEPS (default 4) caps the sampler steps of each workflow to keep a CPU run short (0
-keeps the workflows' own steps); SORA_COMFYUI_TIMEOUT (default 900) is the seconds per workflow;
+SORA_COMFYUI_STEPS (default 4) caps the sampler steps of each workflow, and a long video's length
+at 32 s, to keep a CPU run short (0 keeps the workflows' own steps and lengths); SORA_COMFYUI_TIMEOUT (default 900) is the seconds per workflow;
 SORA_COMFYUI_MODEL_DIR, the name of a model folder (vae / text_encoder / dit .safetensors) under the
 server's models/diffusion_models folder, as the loader's model_dir choices list it, replaces the default
 model in every model loader (a server never loads a path a workflow names).
@@ -66,6 +66,8 @@ def shorten(api: dict, info: dict, cap: int, model_dir: str) -> dict:
         names = set(inputs.get("required") or {}) | set(inputs.get("optional") or {})
         if cap > 0 and "steps" in names and isinstance(node["inputs"].get("steps"), int):
             node["inputs"]["steps"] = min(node["inputs"]["steps"], cap)
+        if cap > 0 and node["class_type"] == "SoraLongVideo":        # past minute_long_video's change at 30 s
+            node["inputs"]["seconds"] = min(node["inputs"]["seconds"], 32.0)
         if model_dir and "model_dir" in names:
             choices = (inputs.get("optional") or {}).get("model_dir", [[]])[0]
             if model_dir not in choices:
