@@ -7,7 +7,8 @@ which the prediction's object count is the final one (for failing and for one-ob
 the outcome is settled), and the first frame of the final clip with more than one whole detection.
 Then, with ``--variants``, the same prompts again under other sampling settings, to compare
 one-object counts: ``shift=S``, ``cfg=C``, ``steps=N``, ``cfg_high=C@S`` (guidance scale C where the
-noise level is above S, the default below) or ``base`` (the defaults), separated by ``;``.
+noise level is above S, the default below), ``negative=dup`` (the asked object said twice as the
+negative prompt) or ``base`` (the defaults), separated by ``;``.
 
     python benchmarks/where_copies_appear.py --count 40 --seed 21
     python benchmarks/where_copies_appear.py --count 60 --seed 21 --no-trace --variants "base;shift=6;cfg_high=8@0.7"
@@ -28,6 +29,10 @@ try:
     import sora_core  # noqa: F401
 except ImportError:
     sys.path.insert(0, str(ROOT))
+
+
+MOTION = {"left": "moving left", "right": "moving right", "up": "moving up", "down": "moving down",
+          "bouncing": "bouncing", "static": "standing still"}
 
 
 def _count(frames: np.ndarray, fps: float) -> int:
@@ -88,13 +93,28 @@ def parse_variant(text: str) -> tuple[dict, object]:
         if key == "cfg_high":
             c, above = value.split("@")
             patch = high_noise_cfg(float(c), float(above))
+        elif key == "negative" and value == "dup":
+            kwargs["negative"] = "dup"
         elif key in ("shift", "cfg"):
             kwargs[key] = float(value)
         elif key == "steps":
             kwargs[key] = int(value)
         else:
-            raise SystemExit(f"--variants: unknown setting {key!r} (shift, cfg, steps, cfg_high)")
+            raise SystemExit(f"--variants: unknown setting {key!r} (shift, cfg, steps, cfg_high, negative=dup)")
     return kwargs, patch
+
+
+def duplicated_caption(prompt: str) -> str:
+    """The prompt's objects, each said twice ("a red ball moving left and a red ball moving left"): a
+    negative prompt that steers guidance away from a copy of the asked object."""
+    from sora_core.world.captions import join_list
+    from sora_core.world.prompt_parse import parse_prompt
+    objs = parse_prompt(prompt).objects
+    phrases = []
+    for o in objs:
+        words = " ".join(w for w in (o.size, o.colour, {"circle": "ball", "square": "box"}.get(o.shape, o.shape)) if w)
+        phrases += [f"a {words} {MOTION.get(o.motion, '')}".strip()] * 2
+    return join_list(phrases)
 
 
 def one_object_rate(model, entries, seed: int, kwargs: dict) -> tuple[float, float, float]:
@@ -103,8 +123,11 @@ def one_object_rate(model, entries, seed: int, kwargs: dict) -> tuple[float, flo
     from sora_core.media.video_io import tensor_to_frames
     from sora_core.pipeline import generate
     ones, colour, shape = [], [], []
+    kwargs = dict(kwargs)
+    dup = kwargs.pop("negative", None) == "dup"
     for e in entries:
-        frames = tensor_to_frames(generate(model, e.prompt, seed=seed, **kwargs).video)
+        negative = duplicated_caption(e.prompt) if dup else ""
+        frames = tensor_to_frames(generate(model, e.prompt, negative, seed=seed, **kwargs).video)
         m = score_clip(frames, model.defaults.fps, e, "x").metrics
         ones.append(m["count"])
         colour.append(m["colour"])
