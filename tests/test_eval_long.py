@@ -126,6 +126,26 @@ def test_eval_long_task_end_to_end(tiny_model_dir, tmp_path):
     assert "target <= 1.1x" in (out / "report.md").read_text()
 
 
+def test_eval_long_expand_gives_the_model_the_caption(tiny_model_dir, tmp_path, monkeypatch):
+    """--expand: the windows are generated from the expanded caption; the prompt as written is scored."""
+    import sora_core.long_video as lv
+    from sora_core.prompts.expand import expand_prompt
+    seen, real = [], lv.long_video
+
+    def spy(model, prompt, *a, **k):
+        seen.append(prompt)
+        return real(model, prompt, *a, **k)
+    monkeypatch.setattr(lv, "long_video", spy)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a big red ball rolling to the right\n")
+    out = tmp_path / "rep"
+    assert main(["eval", "--generate", "--prompts", str(prompts), "--model", str(tiny_model_dir), "--tasks", "long",
+                 "--seconds", "1", "--rss-seconds", "off", "--seeds", "5", "--steps", "1", "--expand", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert seen == [expand_prompt("a big red ball rolling to the right", 5, width=24, height=24, frames=5, fps=8.0)]
+    assert json.loads((out / "report.json").read_text())["clips"][0]["prompt"] == "a big red ball rolling to the right"
+
+
 @pytest.mark.parametrize("extra, match", [
     (["--tasks", "t2v", "--seconds", "30"], "--seconds only applies to --generate --tasks long"),
     (["--tasks", "t2v", "--rss-seconds", "10,60"], "--rss-seconds only applies"),

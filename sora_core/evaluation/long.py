@@ -129,9 +129,13 @@ def task_long(model, entry: PromptEntry, seed: int, s) -> "_Run":
     from ..long_video import long_video
     d, ft = model.defaults, int(model.vae.cfg.temporal_factor)
     seconds = getattr(s, "seconds", None) or LONG_SECONDS
-    chunks = list(long_video(model, entry.prompt, frames=long_frames(model, seconds), height=s.height or d.height,
-                             width=s.width or d.width, steps=s.steps, cfg=s.cfg, sampler=s.sampler, shift=s.shift,
-                             seed=seed))
+    height, width = s.height or d.height, s.width or d.width
+    prompt = entry.prompt
+    if getattr(s, "expand", False):        # the caption the model is given; the prompt as written is scored
+        from ..prompts.expand import expand_prompt
+        prompt = expand_prompt(prompt, seed, width=width, height=height, frames=d.frames, fps=d.fps)
+    chunks = list(long_video(model, prompt, frames=long_frames(model, seconds), height=height, width=width,
+                             steps=s.steps, cfg=s.cfg, sampler=s.sampler, shift=s.shift, seed=seed))
     frames = np.concatenate([c.frames for c in chunks])
     spans = [(c.window.start, c.window.start + c.window.frames(ft)) for c in chunks]
     joins = [c.start for c in chunks[1:]]
