@@ -26,6 +26,24 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random default-family model saved to a folder (1 step, no guidance, 5 frames of 24x24):
+    checks the plumbing of generation and evaluation, not quality."""
+    from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
+    from sora_core.models.dit import DiT
+    from sora_core.models.text import ByteTextEncoder
+    from sora_core.models.vae import VideoVAE
+    from sora_core.pipeline import GenerationDefaults, SoraModel
+    torch.manual_seed(0)
+    model = SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")),
+                      DiT(dit_preset("tiny")), ScheduleConfig(steps=1, cfg=1.0),
+                      GenerationDefaults(frames=5, height=24, width=24, fps=8.0))
+    folder = tmp_path_factory.mktemp("model")
+    model.save(folder)
+    return folder
+
+
 def train_tiny_model(tmp, vae_steps: int = 1, dit_steps: int = 1, vae_seed: int = 0):
     """Train and export a tiny VAE, then a tiny DiT on its latents, under ``tmp``:
     (vae run, vae file, dit run, folder with dit.safetensors and text_encoder.safetensors)."""

@@ -168,23 +168,6 @@ def test_world_prompt_set_is_fixed_and_parses():
 # Generate, then score (a tiny random model: checks the plumbing of every task, not quality)
 # ---------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    import torch
-    from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
-    from sora_core.models.dit import DiT
-    from sora_core.pipeline import GenerationDefaults, SoraModel
-    from sora_core.models.text import ByteTextEncoder
-    from sora_core.models.vae import VideoVAE
-    torch.manual_seed(0)
-    model = SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")),
-                      DiT(dit_preset("tiny")), ScheduleConfig(steps=1, cfg=1.0),
-                      GenerationDefaults(frames=5, height=24, width=24, fps=8.0))
-    folder = tmp_path_factory.mktemp("model")
-    model.save(folder)
-    return folder
-
-
 def test_eval_generate_every_task(tiny_model_dir, tmp_path):
     from sora_core.media.video_io import read_video
     out = tmp_path / "gen"

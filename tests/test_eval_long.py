@@ -81,24 +81,6 @@ def test_colour_shift_of_a_still_and_of_a_fading_video():
     assert colour_shifts(dark, 8.0)[0] is None
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    import torch
-
-    from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
-    from sora_core.models.dit import DiT
-    from sora_core.models.text import ByteTextEncoder
-    from sora_core.models.vae import VideoVAE
-    from sora_core.pipeline import GenerationDefaults, SoraModel
-    torch.manual_seed(0)
-    model = SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")),
-                      DiT(dit_preset("tiny")), ScheduleConfig(steps=1, cfg=1.0),
-                      GenerationDefaults(frames=5, height=24, width=24, fps=8.0))
-    folder = tmp_path_factory.mktemp("model")
-    model.save(folder)
-    return folder
-
-
 def test_eval_long_task_end_to_end(tiny_model_dir, tmp_path):
     """Two prompts of 2 s (17 frames: windows of the tiny model's 5 frames), every long metric in the
     report, the video whole in the report folder, and the peak RSS / time of 1 s vs 2 s measured in
