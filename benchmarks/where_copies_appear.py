@@ -31,10 +31,6 @@ except ImportError:
     sys.path.insert(0, str(ROOT))
 
 
-MOTION = {"left": "moving left", "right": "moving right", "up": "moving up", "down": "moving down",
-          "bouncing": "bouncing", "static": "standing still"}
-
-
 def _count(frames: np.ndarray, fps: float) -> int:
     from sora_core.world.captioner import analyze
     return len(analyze(frames, fps).objects)
@@ -107,13 +103,13 @@ def parse_variant(text: str) -> tuple[dict, object]:
 def duplicated_caption(prompt: str) -> str:
     """The prompt's objects, each said twice ("a red ball moving left and a red ball moving left"): a
     negative prompt that steers guidance away from a copy of the asked object."""
+    from sora_core.world import vocab as V
     from sora_core.world.captions import join_list
     from sora_core.world.prompt_parse import parse_prompt
-    objs = parse_prompt(prompt).objects
     phrases = []
-    for o in objs:
-        words = " ".join(w for w in (o.size, o.colour, {"circle": "ball", "square": "box"}.get(o.shape, o.shape)) if w)
-        phrases += [f"a {words} {MOTION.get(o.motion, '')}".strip()] * 2
+    for o in parse_prompt(prompt).objects:
+        words = " ".join(w for w in (o.size, o.colour, V.SHAPE_NOUN.get(o.shape, o.shape)) if w)
+        phrases += [f"a {words} {V.MOTION_PHRASE.get(o.motion, '')}".strip()] * 2
     return join_list(phrases)
 
 

@@ -174,6 +174,16 @@ def _no_duplicates(entries: list[PromptEntry], path: Path) -> list[PromptEntry]:
 PROMPT_SETS = ("world", "world-single", "paraphrase")
 
 
+def prompt_for_model(prompt: str, seed: int, expand: bool, width: int, height: int, frames: int,
+                     fps: float) -> str:
+    """What an evaluation run gives the model: the prompt, or (``expand``) its expanded caption for this
+    grid and seed (the prompt as written is what is scored)."""
+    if not expand:
+        return prompt
+    from ..prompts.expand import expand_prompt
+    return expand_prompt(prompt, seed, width=width, height=height, frames=frames, fps=fps)
+
+
 def world_prompt_set(name: str = "world", count: int = 100, seed: int = 0, width: int = 64,
                      height: int = 64, frames: int = 17, fps: float = 8.0) -> list[PromptEntry]:
     """``count`` prompts sampled from the world with fixed seeds: the short caption of a random

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from ..world import metrics as M
-from .evaluate import ClipResult, PromptEntry, score_clip
+from .evaluate import ClipResult, PromptEntry, prompt_for_model, score_clip
 
 LONG_SECONDS = 60.0
 EDGE_SECONDS = 5.0                  # the first / last stretch compared by the colour shifts
@@ -130,10 +130,7 @@ def task_long(model, entry: PromptEntry, seed: int, s) -> "_Run":
     d, ft = model.defaults, int(model.vae.cfg.temporal_factor)
     seconds = getattr(s, "seconds", None) or LONG_SECONDS
     height, width = s.height or d.height, s.width or d.width
-    prompt = entry.prompt
-    if getattr(s, "expand", False):        # the caption the model is given; the prompt as written is scored
-        from ..prompts.expand import expand_prompt
-        prompt = expand_prompt(prompt, seed, width=width, height=height, frames=d.frames, fps=d.fps)
+    prompt = prompt_for_model(entry.prompt, seed, getattr(s, "expand", False), width, height, d.frames, d.fps)
     chunks = list(long_video(model, prompt, frames=long_frames(model, seconds), height=height, width=width,
                              steps=s.steps, cfg=s.cfg, sampler=s.sampler, shift=s.shift, seed=seed))
     frames = np.concatenate([c.frames for c in chunks])

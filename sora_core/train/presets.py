@@ -157,8 +157,8 @@ class TextTrainPreset:
     def __post_init__(self):
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1")
-        if not 0.0 <= self.phrasing_prob <= 1.0:
-            raise ValueError(f"phrasing_prob={self.phrasing_prob} must be in [0, 1]")
+        from .data import check_probability
+        check_probability("phrasing_prob", self.phrasing_prob)
         if not self.distill_weight >= 0:
             raise ValueError(f"distill_weight={self.distill_weight} must be >= 0")
 
