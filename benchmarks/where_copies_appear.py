@@ -6,7 +6,7 @@ clip that ends with more than one object the script prints the first step (and i
 which the prediction's object count is the final one (for failing and for one-object clips: when
 the outcome is settled), and the first frame of the final clip with more than one whole detection.
 Then, with ``--variants``, the same prompts again under other sampling settings, to compare
-one-object counts: ``shift=S``, ``cfg=C``, ``steps=N``, ``cfg_high=C@S`` (guidance scale C where the
+one-object counts: ``shift=S``, ``cfg=C``, ``steps=N``, ``sampler=NAME``, ``cfg_high=C@S`` (guidance scale C where the
 noise level is above S, the default below), ``negative=dup`` (the asked object said twice as the
 negative prompt) or ``base`` (the defaults), separated by ``;``.
 
@@ -33,7 +33,7 @@ except ImportError:
 
 def _count(frames: np.ndarray, fps: float) -> int:
     from sora_core.world.captioner import analyze
-    return len(analyze(frames, fps).objects)
+    return analyze(frames, fps).most_at_once()
 
 
 def trace(model, prompt: str, seed: int) -> dict:
@@ -53,7 +53,7 @@ def trace(model, prompt: str, seed: int) -> dict:
     final = tensor_to_frames(result.video)
     a = analyze(final, fps)
     per_frame = [sum(not d.partial for d in dets) for dets in a.detections]
-    return {"steps": counts, "final": len(a.objects), "per_frame": per_frame}
+    return {"steps": counts, "final": a.most_at_once(), "per_frame": per_frame}
 
 
 def settled(counts: list[tuple[float, int]], final: int) -> int:
@@ -91,12 +91,14 @@ def parse_variant(text: str) -> tuple[dict, object]:
             patch = high_noise_cfg(float(c), float(above))
         elif key == "negative" and value == "dup":
             kwargs["negative"] = "dup"
+        elif key == "sampler":
+            kwargs[key] = value
         elif key in ("shift", "cfg"):
             kwargs[key] = float(value)
         elif key == "steps":
             kwargs[key] = int(value)
         else:
-            raise SystemExit(f"--variants: unknown setting {key!r} (shift, cfg, steps, cfg_high, negative=dup)")
+            raise SystemExit(f"--variants: unknown setting {key!r} (shift, cfg, steps, sampler, cfg_high, negative=dup)")
     return kwargs, patch
 
 
@@ -113,22 +115,25 @@ def duplicated_caption(prompt: str) -> str:
     return join_list(phrases)
 
 
-def one_object_rate(model, entries, seed: int, kwargs: dict) -> tuple[float, float, float]:
-    """(fraction with exactly one object, colour, shape) over the entries."""
-    from sora_core.evaluation.evaluate import score_clip
+def one_object_rate(model, entries, seed: int, kwargs: dict, expand: bool = False) -> dict[str, float]:
+    """Means over the entries of the one-object count (objects at once), the tracked identities,
+    colour, shape and motion. ``expand``: generate from the expanded caption (the prompt is scored)."""
+    from sora_core.evaluation.evaluate import prompt_for_model, score_clip
     from sora_core.media.video_io import tensor_to_frames
     from sora_core.pipeline import generate
-    ones, colour, shape = [], [], []
+    names = ("count", "tracks", "colour", "shape", "motion")
+    got: dict[str, list] = {k: [] for k in names}
     kwargs = dict(kwargs)
     dup = kwargs.pop("negative", None) == "dup"
+    d = model.defaults
     for e in entries:
+        prompt = prompt_for_model(e.prompt, seed, expand, d.width, d.height, d.frames, d.fps)
         negative = duplicated_caption(e.prompt) if dup else ""
-        frames = tensor_to_frames(generate(model, e.prompt, negative, seed=seed, **kwargs).video)
-        m = score_clip(frames, model.defaults.fps, e, "x").metrics
-        ones.append(m["count"])
-        colour.append(m["colour"])
-        shape.append(m["shape"])
-    return float(np.mean(ones)), float(np.mean(colour)), float(np.mean(shape))
+        frames = tensor_to_frames(generate(model, prompt, negative, seed=seed, **kwargs).video)
+        m = score_clip(frames, d.fps, e, "x").metrics
+        for k in names:
+            got[k].append(m[k])
+    return {k: float(np.mean(v)) for k, v in got.items()}
 
 
 def main(argv=None) -> int:
@@ -139,13 +144,15 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=None)
     p.add_argument("--variants", default="", help='sampling settings to compare, e.g. "base;shift=6;cfg_high=8@0.7"')
     p.add_argument("--no-trace", action="store_true", help="skip the per-step trace")
+    p.add_argument("--prompt-set", default="world-single", choices=("world-single", "paraphrase"))
+    p.add_argument("--expand", action="store_true", help="variants generate from the expanded captions")
     args = p.parse_args(argv)
     from sora_core.evaluation.evaluate import world_prompt_set
     from sora_core.pipeline import SoraModel
     torch.set_grad_enabled(False)
     model = SoraModel.open(args.model) if args.model else SoraModel.default()
     d = model.defaults
-    entries = world_prompt_set("world-single", args.count, args.seed, width=d.width, height=d.height,
+    entries = world_prompt_set(args.prompt_set, args.count, args.seed, width=d.width, height=d.height,
                                frames=d.frames, fps=d.fps)
     if not args.no_trace:
         rows = {True: [], False: []}        # failing (more than one object) or not: settled step, sigma
@@ -177,10 +184,11 @@ def main(argv=None) -> int:
             pipeline_mod.cfg_denoiser = patch
         t0 = time.perf_counter()
         try:
-            one, colour, shape = one_object_rate(model, entries, args.noise_seed, kwargs)
+            r = one_object_rate(model, entries, args.noise_seed, kwargs, args.expand)
         finally:
             pipeline_mod.cfg_denoiser = real
-        print(f"{text}: one object {one:.0%}, colour {colour:.0%}, shape {shape:.0%} "
+        print(f"{text}: one object {r['count']:.0%} (identities {r['tracks']:.0%}), colour {r['colour']:.0%}, "
+              f"shape {r['shape']:.0%}, motion {r['motion']:.0%} "
               f"({len(entries)} prompts, {time.perf_counter() - t0:.0f} s)", flush=True)
     return 0
 

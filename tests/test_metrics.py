@@ -183,6 +183,38 @@ def test_prompt_adherence_two_objects():
     assert other["colour"] == 0.5
 
 
+def _wrapping(shape, colour="red", x=0.8, y=0.5):
+    o = ObjectSpec(shape, colour, "large", "right", x=x, y=y, speed=0.5)
+    return render(SceneSpec((o,), BackgroundSpec("solid", ("navy",)), EventSpec(), 64, 64, 17, 8.0))
+
+
+def test_count_is_objects_at_once_not_identities():
+    """An object read as a box before it wraps around and as a ball after it is one object that
+    changed shape: two identities (``tracks``), one object at once (``count``)."""
+    box, ball = _wrapping("square"), _wrapping("circle")
+    changed = np.concatenate([box[:6], ball[6:]])             # wraps out at frame 5, back in at 6
+    a = _analyze(changed)
+    assert len(a.objects) == 2 and a.most_at_once() == 1
+    got = M.prompt_adherence(a, "a red box moving right")
+    assert got["count"] == 1.0 and got["tracks"] == 0.0
+    assert M.prompt_adherence(_analyze(box), "a red box moving right")["tracks"] == 1.0
+
+
+def test_count_catches_a_second_object_seen_for_two_frames():
+    one = _wrapping("square")
+    other = _wrapping("circle", colour="yellow", x=0.2, y=0.2)
+    two = np.where(M.object_masks(other)[..., None], other, one)
+    flash = one.copy()
+    flash[8] = two[8]                                         # one frame only: not an object
+    lasting = one.copy()
+    lasting[8:10] = two[8:10]
+    assert _analyze(two).most_at_once() == 2 and _analyze(one).most_at_once() == 1
+    assert _analyze(flash).most_at_once() == 1
+    assert _analyze(lasting).most_at_once() == 2
+    assert M.prompt_adherence(_analyze(lasting), "a red box moving right")["count"] == 0.0
+    assert _analyze(two[:1]).most_at_once() == 2, "a single image: the most in any frame"
+
+
 def occluder_clip():
     spec = prompt_to_scene("a small orange box moving right, passing behind a bar", 1,
                            width=96, height=64, frames=33)

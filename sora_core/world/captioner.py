@@ -98,6 +98,18 @@ class Analysis:
             return "occluder"
         return "brush" if self.trails else "none"
 
+    def most_at_once(self, min_run: int = 2) -> int:
+        """The most objects seen together in ``min_run`` consecutive frames (a blob of one frame does
+        not count; clips shorter than ``min_run`` frames: the most in any frame). This, not the number
+        of tracked identities (``objects``), is how many objects a clip holds: an object whose colour or
+        shape reading changes (often across a wrap-around, where its tracklets meet) is one object that
+        changed, judged by ``metrics.identity_kept``. (The world's wrap-around never shows two pieces of
+        one object at once, so every detection is an object.)"""
+        n = np.array([len(dets) for dets in self.detections], dtype=np.int64)
+        if len(n) < min_run:
+            return int(n.max(initial=0))
+        return int(np.lib.stride_tricks.sliding_window_view(n, min_run).min(axis=1).max(initial=0))
+
     def description(self) -> SceneDescription:
         """What a caption of this clip says (see captions)."""
         objs = tuple(ObjectDescription(o.shape, o.colour, o.size, o.motion) for o in self.objects)

@@ -51,7 +51,10 @@ METRICS: dict[str, MetricInfo] = {
     "size": _m(1, True, "fraction", None, "fraction of asked-for objects seen with the size asked for"),
     "motion": _m(1, True, "fraction", 0.8,
                  "fraction of asked-for objects seen moving as asked (left/right/up/down/bouncing/static)"),
-    "count": _m(1, True, "fraction", None, "1 when exactly as many objects are seen as asked for"),
+    "count": _m(1, True, "fraction", None, "1 when exactly as many objects are seen at once as asked for "
+                "(most in two consecutive frames; a wrapping object's two pieces count once)"),
+    "tracks": _m(1, True, "fraction", None, "1 when exactly as many object identities are tracked as asked "
+                 "for (an object whose colour or shape reading changes can count twice)"),
     "event": _m(1, True, "fraction", None,
                 "1 when the world event seen (occluder, trail, camera pan, none) is the one asked for"),
     "temporal_flicker": _m(1, True, "fraction", None,
@@ -331,7 +334,10 @@ def prompt_adherence(analysis, expected) -> dict[str, float | None]:
     1.0) or None when the prompt does not ask for it:
     ``colour`` / ``shape`` / ``size`` / ``motion``: the fraction of expected objects with that
     attribute asked for whose paired object has it ("moving" accepts any motion but static);
-    ``count``: 1.0 when exactly as many objects are seen as asked for, else 0.0;
+    ``count``: 1.0 when exactly as many objects are seen at once as asked for (``most_at_once``), else 0.0;
+    ``tracks``: 1.0 when exactly as many object identities are tracked as asked for (the count before
+    identity changes were told apart from extra objects: a shape misread after a wrap-around is a
+    second identity);
     ``event``: 1.0 when the world event seen (occluder, brush, pan, none) is the one asked for.
     """
     exp = expected if isinstance(expected, Expected) else Expected.of(expected)
@@ -341,7 +347,8 @@ def prompt_adherence(analysis, expected) -> dict[str, float | None]:
         asked = [(obj[i], trk) for obj, trk in zip(exp.objects, pairs) if obj[i] is not None]
         out[attr] = (sum(trk is not None and _attr_match(v, getattr(trk, attr)) for v, trk in asked)
                      / len(asked)) if asked else None
-    out["count"] = float(len(analysis.objects) == len(exp.objects)) if exp.objects else None
+    out["count"] = float(analysis.most_at_once() == len(exp.objects)) if exp.objects else None
+    out["tracks"] = float(len(analysis.objects) == len(exp.objects)) if exp.objects else None
     out["event"] = None if exp.event is None else float(analysis.event == exp.event)
     return out
 
