@@ -34,23 +34,30 @@ class SoraTextEncode:
 class SoraPromptExpand:
     CATEGORY = CATEGORY
     DESCRIPTION = ("Expand a short prompt ('a red ball bouncing') into a detailed caption of the kind the "
-                   "model was trained on, keeping every constraint of the prompt; the seed fills in the rest.")
+                   "model was trained on, keeping every constraint of the prompt; the seed fills in the rest. "
+                   "A prompt schedule for Sora Long Video ('0:a red ball | 30:a blue box') is expanded "
+                   "prompt by prompt, keeping its start times.")
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("prompt",)
-    OUTPUT_TOOLTIPS = ("The detailed caption, for the positive prompt of Sora Text Encode.",)
+    OUTPUT_TOOLTIPS = ("The detailed caption (or schedule of captions), for the positive prompt of Sora Text "
+                       "Encode or the prompt of Sora Long Video.",)
     FUNCTION = "expand"
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
             "text": ("STRING", {"default": "a red ball bouncing", "multiline": True,
-                                "tooltip": "A short prompt in the world's vocabulary (shapes, colours, motions, backgrounds)."}),
+                                "tooltip": "A short prompt in the world's vocabulary (shapes, colours, motions, "
+                                           "backgrounds), or a schedule 'SECONDS:prompt | SECONDS:prompt ...'."}),
             "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "control_after_generate": True,
                              "tooltip": "Chooses whatever the prompt leaves open (background, sizes, ...)."}),
         }}
 
     def expand(self, text, seed):
-        return (expand.expand_prompt(text, seed),)
+        try:
+            return (expand.expand_schedule(text, seed),)
+        except ValueError as e:                  # unknown words, or a malformed schedule
+            raise ValueError(f"Sora Prompt Expander: input 'text': {e}") from None
 
 
 NODE_CLASS_MAPPINGS = {"SoraTextEncode": SoraTextEncode, "SoraPromptExpand": SoraPromptExpand}

@@ -173,15 +173,15 @@ GRAPHS = {
     },
     "minute_long_video": {
         1: loader(),
-        2: ("SoraLongVideo", (1, 0), {
-            "prompt": "0:A large red ball moving right, on a plain green background. | "
-                      "30:A large red ball bouncing, on a plain green background.",
-            "seconds": 60.0, "to_file": True, "filename_prefix": "sora/minute_long_video"}, dict(MODEL)),
-        3: note("A minute of video in one node: windows of the model's trained length (17 frames for the "
+        2: ("SoraPromptExpand", (0, 1), {"text": "0:a red ball moving right | 30:a red ball bouncing", "seed": 0}, {}),
+        3: ("SoraLongVideo", (1, 0), {"seconds": 60.0, "to_file": True, "filename_prefix": "sora/minute_long_video"},
+            {**MODEL, "prompt": (2, "prompt")}),
+        4: note("A minute of video in one node: windows of the model's trained length (17 frames for the "
                 "default model), each continuing the last frames of the one before, the first frame kept as "
-                "context against drift. The prompt changes at 30 s (SECONDS:prompt | ...). to_file streams "
-                "the frames to an mp4 in the output folder as they are made, so memory stays that of one "
-                "window at any length; the node's images output holds the last frame of each window."),
+                "context against drift. The prompt schedule (SECONDS:prompt | ...) changes at 30 s; the "
+                "expander turns each prompt into a detailed caption. to_file streams the frames to an mp4 in "
+                "the output folder as they are made, so memory stays that of one window at any length; the "
+                "node's images output holds the last frame of each window."),
     },
 }
 

@@ -227,3 +227,27 @@ def test_chat_expander_checks_its_settings_and_unreachable_servers():
         ChatExpander("http://localhost:8000/v1", "m", timeout=0)
     with pytest.raises(ExpansionError, match="cannot reach"):
         ChatExpander("http://127.0.0.1:9/v1", "m", timeout=2).expand("a ball")
+
+
+def test_a_prompt_schedule_is_expanded_prompt_by_prompt():
+    from sora_core.long_video import LongVideoError, parse_schedule
+    from sora_core.prompts.expand import expand_schedule
+    assert expand_schedule("a red ball bouncing", 4) == expand_prompt("a red ball bouncing", 4)
+    text = expand_schedule("0:a red ball moving right | 20.5:a blue box bouncing", 4)
+    cues = parse_schedule(text, 60)
+    assert [c.seconds for c in cues] == [0.0, 20.5]
+    assert [c.prompt for c in cues] == [expand_prompt("a red ball moving right", 4),
+                                        expand_prompt("a blue box bouncing", 4)]
+    with pytest.raises(UnknownWordsError, match="dragon"):
+        expand_schedule("0:a red ball | 10:a dragon", 0)
+    with pytest.raises(LongVideoError, match="start at 0"):
+        expand_schedule("5:a red ball", 0)
+
+
+def test_the_expander_node_takes_schedules_and_names_its_input():
+    from comfyui_sora.headless import workflow
+    node = workflow.load_pack().NODE_CLASS_MAPPINGS["SoraPromptExpand"]()
+    (caption,) = node.expand("0:a red ball | 30:a green triangle moving left", 2)
+    assert caption.startswith("0:A ") and " | 30:A " in caption and "green triangle moving left" in caption
+    with pytest.raises(ValueError, match="Sora Prompt Expander: input 'text'.*dragon"):
+        node.expand("a red dragon", 0)

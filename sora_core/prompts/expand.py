@@ -75,6 +75,17 @@ def expand_prompt(text: str, seed, **grid) -> str:
     return long_caption(prompt_to_scene(text, seed, **grid))
 
 
+def expand_schedule(text: str, seed, **grid) -> str:
+    """``expand_prompt`` of a prompt, or of each prompt of a schedule (``"0:a red ball | 20:a blue box"``,
+    ``long_video.parse_schedule``), which keeps its start times: every window of a long video gets a
+    caption of the training distribution. Raises UnknownWordsError / LongVideoError naming the part."""
+    from ..long_video import parse_schedule
+    cues = parse_schedule(text)
+    if len(cues) == 1 and cues[0].prompt == text.strip():          # one prompt, no start time
+        return expand_prompt(text, seed, **grid)
+    return " | ".join(f"{c.seconds:g}:{expand_prompt(c.prompt, seed, **grid)}" for c in cues)
+
+
 # ---------------------------------------------------------------------------------------------
 # Optional: an OpenAI-compatible chat model as the expander
 # ---------------------------------------------------------------------------------------------
