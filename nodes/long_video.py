@@ -84,7 +84,7 @@ def check_request(handle, prompt: str, negative: str, seconds: float, fps: float
         raise _bad(name, str(e)) from None
     try:
         cues = long_video.parse_schedule(prompt, frames / fps)
-    except long_video.LongVideoError as e:
+    except long_video.ScheduleError as e:
         raise _bad("prompt", str(e)) from None
     if start is not None and tuple(start.shape[1:3]) != (height, width):
         raise _bad("start_image" if start.shape[0] == 1 else "start_video",

@@ -30,7 +30,6 @@ same video, and window 0 equals a plain ``generate`` of one window with that see
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -44,55 +43,17 @@ from .geometry import (GeometryError, check_frames, group_frames, latent_frames,
 from .media.clips import clip_to_video, match_colors, video_to_clip
 from .media.video_io import VideoIOError, check_fps, pad_to_even
 from .pipeline import SoraModel, decode_latents, encode_text, make_noise_grid, sample_latents
+from .prompts.schedule import Cue, ScheduleError, parse_schedule
 
 
 class LongVideoError(ValueError):
-    """A long-video request that does not fit: window / overlap sizes, prompt schedule, output file."""
+    """A long-video request that does not fit: window / overlap sizes, anchor, output file (a malformed
+    prompt schedule is a ``prompts.schedule.ScheduleError``)."""
 
 
 # ---------------------------------------------------------------------------------------------
 # Prompt schedule
 # ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Cue:
-    """A prompt that starts at ``seconds`` into the video."""
-    seconds: float
-    prompt: str
-
-
-_TIMED = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*:(.*)$", re.S)
-
-
-def parse_schedule(spec: str, seconds: float | None = None) -> tuple[Cue, ...]:
-    """``"a red ball"`` (one prompt: no part starts with a time) or ``"0:a red ball | 20:the ball
-    bounces"`` (every part timed, in seconds: the first at 0, increasing, each before ``seconds`` when
-    given) -> cues. Raises a LongVideoError naming the bad part."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise LongVideoError("the prompt schedule is empty: give a prompt, or '0:first prompt | 20:second ...'")
-    parts = spec.split("|")
-    if not any(_TIMED.match(part) for part in parts):          # no start times: one prompt ("|" and all)
-        return (Cue(0.0, spec.strip()),)
-    cues = []
-    for i, part in enumerate(parts):
-        m = _TIMED.match(part)
-        if m is None:
-            raise LongVideoError(f"prompt schedule part {i + 1} {part.strip()!r} has no start time: write "
-                                 f"'SECONDS:prompt', parts separated by '|' (e.g. '0:a red ball | 20:it bounces')")
-        t, text = float(m.group(1)), m.group(2).strip()
-        if not text:
-            raise LongVideoError(f"prompt schedule part {i + 1} ({t:g} s) has an empty prompt")
-        if not cues and t != 0:
-            raise LongVideoError(f"the prompt schedule must start at 0 s, its first part starts at {t:g} s")
-        if cues and t <= cues[-1].seconds:
-            raise LongVideoError(f"prompt schedule part {i + 1} starts at {t:g} s, not after the part before it "
-                                 f"({cues[-1].seconds:g} s): start times must increase")
-        if seconds is not None and cues and t >= seconds:
-            raise LongVideoError(f"prompt schedule part {i + 1} starts at {t:g} s, at or after the end of the "
-                                 f"{seconds:g} s video")
-        cues.append(Cue(t, text))
-    return tuple(cues)
-
 
 def prompt_weights(cues: Sequence[Cue], starts: Sequence[float]) -> list[tuple[int, int, float]]:
     """Per window (start time in seconds): (previous cue, current cue, weight of the current one).
@@ -336,5 +297,5 @@ def write_long_video(path, chunks: Iterator[Chunk], fps: float, *, overwrite: bo
     return atomic_write(path, write, overwrite=overwrite)
 
 
-__all__ = ["LongVideoError", "Cue", "parse_schedule", "prompt_weights", "Window", "plan_windows", "Chunk",
+__all__ = ["LongVideoError", "ScheduleError", "Cue", "parse_schedule", "prompt_weights", "Window", "plan_windows", "Chunk",
            "window_seed", "long_video", "write_long_video", "STREAM_EXTS", "GeometryError"]

@@ -28,7 +28,7 @@ ALLOWED = {
     "components": {"configs", "weights", "loading", "models", "families"},
     "pipeline": {"geometry", "configs", "weights", "budget", "loading", "models", "diffusion", "media", "families",
                  "components"},
-    "long_video": {"geometry", "configs", "media", "models", "diffusion", "pipeline"},
+    "long_video": {"geometry", "configs", "media", "models", "diffusion", "pipeline", "prompts"},
     "prompts": {"geometry", "world"},
     "evaluation": {"geometry", "configs", "weights", "budget", "loading", "families", "components", "models",
                    "diffusion", "media", "pipeline", "long_video", "prompts", "world"},

@@ -230,8 +230,8 @@ def test_chat_expander_checks_its_settings_and_unreachable_servers():
 
 
 def test_a_prompt_schedule_is_expanded_prompt_by_prompt():
-    from sora_core.long_video import LongVideoError, parse_schedule
     from sora_core.prompts.expand import expand_schedule
+    from sora_core.prompts.schedule import ScheduleError, parse_schedule
     assert expand_schedule("a red ball bouncing", 4) == expand_prompt("a red ball bouncing", 4)
     text = expand_schedule("0:a red ball moving right | 20.5:a blue box bouncing", 4)
     cues = parse_schedule(text, 60)
@@ -240,7 +240,7 @@ def test_a_prompt_schedule_is_expanded_prompt_by_prompt():
                                         expand_prompt("a blue box bouncing", 4)]
     with pytest.raises(UnknownWordsError, match="dragon"):
         expand_schedule("0:a red ball | 10:a dragon", 0)
-    with pytest.raises(LongVideoError, match="start at 0"):
+    with pytest.raises(ScheduleError, match="start at 0"):
         expand_schedule("5:a red ball", 0)
 
 

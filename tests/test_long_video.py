@@ -15,7 +15,7 @@ from sora_core.cli import CLIError
 from sora_core.cli import generate as cli
 from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
 from sora_core.geometry import GeometryError, group_frames, latent_frames, pixel_frames
-from sora_core.long_video import (Cue, LongVideoError, long_video, parse_schedule, plan_windows, prompt_weights,
+from sora_core.long_video import (Cue, LongVideoError, ScheduleError, long_video, parse_schedule, plan_windows, prompt_weights,
                                   write_long_video)
 from sora_core.media.video_io import VideoIOError, read_video, tensor_to_frames
 from sora_core.models.dit import DiT
@@ -81,7 +81,7 @@ def test_schedule_parsing():
     for spec, match in [("", "empty"), ("0:a | the ball", "part 2 .* no start time"),
                         ("5:a | 9:b", "must start at 0 s"), ("0:a | 20:b | 10:c", "part 3 starts at 10 s, not after"),
                         ("0:a | 20:  ", "part 2 .* empty prompt"), ("0:a | 60:b", "at or after the end")]:
-        with pytest.raises(LongVideoError, match=match):
+        with pytest.raises(ScheduleError, match=match):
             parse_schedule(spec, seconds=60)
 
 

@@ -38,10 +38,10 @@ def warn_long_prompts(spec, tokenizer=None, **prompts: str) -> None:
 
 
 def _schedule(args, seconds: float):
-    from ..long_video import LongVideoError, parse_schedule
+    from ..long_video import ScheduleError, parse_schedule
     try:
         return parse_schedule(args.prompt, seconds)
-    except LongVideoError as e:
+    except ScheduleError as e:
         raise CLIError(f"prompt: {e}") from None
 
 

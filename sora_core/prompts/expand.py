@@ -77,9 +77,9 @@ def expand_prompt(text: str, seed, **grid) -> str:
 
 def expand_schedule(text: str, seed, **grid) -> str:
     """``expand_prompt`` of a prompt, or of each prompt of a schedule (``"0:a red ball | 20:a blue box"``,
-    ``long_video.parse_schedule``), which keeps its start times: every window of a long video gets a
-    caption of the training distribution. Raises UnknownWordsError / LongVideoError naming the part."""
-    from ..long_video import parse_schedule
+    ``prompts.schedule.parse_schedule``), which keeps its start times: every window of a long video gets a
+    caption of the training distribution. Raises UnknownWordsError / ScheduleError naming the part."""
+    from .schedule import parse_schedule
     cues = parse_schedule(text)
     if len(cues) == 1 and cues[0].prompt == text.strip():          # one prompt, no start time
         return expand_prompt(text, seed, **grid)
