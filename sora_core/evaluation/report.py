@@ -16,7 +16,7 @@ import numpy as np
 
 from ..media.files import unique_path, write_text
 from . import figures as F
-from ..world.metrics import METRICS, metric_info
+from ..world.metric_info import METRICS, metric_info
 
 SHEETS_PER_FIGURE = 6
 
