@@ -24,6 +24,7 @@ except ImportError:                       # not installed: use the checkout this
     sys.path.insert(0, str(ROOT))
 
 from comfyui_sora.headless import workflow  # noqa: E402
+from sora_core.pipeline import ModelSpec, default_model_dir  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workflow_layout  # noqa: E402
@@ -31,6 +32,9 @@ import workflow_layout  # noqa: E402
 OUT = ROOT / "workflows"
 
 MODEL = {"model": (1, "model")}
+# the guidance scale the default model ships with (its DiT's sora.schedule), which `sora generate` uses:
+# the Sora graphs carry it instead of the sampler widget's generic default
+DEFAULT_CFG = ModelSpec.read(default_model_dir()).schedule.cfg
 
 
 def loader(col=0, row=0):
@@ -49,7 +53,7 @@ def sampler(cond, lat, col=2, row=0, conds=None, **widgets):
     links = {**MODEL, "conditioning": (cond, "conditioning"), "latent": lat}
     if conds is not None:
         links["frame_conditions"] = (conds, "frame_conditions")
-    return ("SoraSampler", (col, row), widgets, links)
+    return ("SoraSampler", (col, row), {"cfg": DEFAULT_CFG, **widgets}, links)
 
 
 def decode(src, col=3, row=0):
@@ -174,7 +178,8 @@ GRAPHS = {
     "minute_long_video": {
         1: loader(),
         2: ("SoraPromptExpand", (0, 1), {"text": "0:a red ball moving right | 30:a red ball bouncing", "seed": 0}, {}),
-        3: ("SoraLongVideo", (1, 0), {"seconds": 60.0, "to_file": True, "filename_prefix": "sora/minute_long_video"},
+        3: ("SoraLongVideo", (1, 0), {"seconds": 60.0, "to_file": True, "filename_prefix": "sora/minute_long_video",
+                                      "cfg": DEFAULT_CFG},
             {**MODEL, "prompt": (2, "prompt")}),
         4: note("A minute of video in one node: windows of the model's trained length (17 frames for the "
                 "default model), each continuing the last frames of the one before, the first frame kept as "
