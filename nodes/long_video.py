@@ -213,7 +213,8 @@ class SoraLongVideo:
                              "tooltip": "Seed of the noise; each window draws from its own seed derived from it."}),
             "steps": ("INT", {"default": _SCHEDULE.steps, "min": 1, "max": 500, "tooltip": "Steps per window."}),
             "cfg": ("FLOAT", {"default": _SCHEDULE.cfg, "min": 1.0, "max": 30.0, "step": 0.1,
-                              "tooltip": "Classifier-free guidance scale; 1 = off."}),
+                              "tooltip": "Classifier-free guidance scale; 1 = off. The default model's own is 3 "
+                                         "(sora generate and its workflows use it), Wan's 5."}),
             "sampler_name": (list(samplers.SAMPLERS), {"default": _SCHEDULE.sampler, "tooltip": "The solver."}),
             "shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
                                 "tooltip": "Schedule shift; 0 = the model's own."}),

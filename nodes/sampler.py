@@ -40,7 +40,9 @@ class SoraSampler:
                 "steps": ("INT", {"default": _SCHEDULE.steps, "min": 1, "max": 500,
                                   "tooltip": "Sampling steps."}),
                 "cfg": ("FLOAT", {"default": _SCHEDULE.cfg, "min": 1.0, "max": 30.0, "step": 0.1,
-                                  "tooltip": "Classifier-free guidance scale; 1 = off (half the compute)."}),
+                                  "tooltip": "Classifier-free guidance scale; 1 = off (half the compute). The "
+                                             "default model's own is 3 (sora generate and its workflows use "
+                                             "it), Wan's 5."}),
                 "sampler_name": (list(samplers.SAMPLERS), {"default": _SCHEDULE.sampler,
                                                            "tooltip": "The ODE / SDE solver."}),
                 "shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
