@@ -355,3 +355,62 @@ def test_decoder_trains_on_a_dits_denoised_latents(tmp_path):
         VAETrainer(preset, tmp_path / "bad", progress=False, init_path=str(other_vae))
     with pytest.raises(ValueError, match="train_encoder"):
         dataclasses.replace(tiny, denoised_dit=str(dit_dir))
+
+
+# ---------------------------------------------------------------------------------------------
+# Ghosts: a faint copy of the objects in x0, the target still the clean x0
+# ---------------------------------------------------------------------------------------------
+
+def test_add_ghosts_places_a_faint_moved_copy_outside_the_objects():
+    from sora_core.train.dit_trainer import add_ghosts
+    z = torch.zeros(1, 2, 3, 8, 8)
+    z[..., 2:4, 2:4] = 1.0
+    objects = torch.zeros(1, 3, 8, 8)
+    objects[..., 2:4, 2:4] = 1.0
+    t_frames = torch.tensor([[0.0, 0.5, 0.9]])                  # frame 0 given (clean)
+    out = add_ghosts(z, objects, t_frames, torch.tensor([True]), torch.tensor([0.5]), torch.tensor([[0, 4]]), 0.3)
+    assert torch.equal(out[:, :, 0], z[:, :, 0]), "no ghost on a given frame"
+    expect = z[:, :, 1:].clone()
+    expect[..., 2:4, 6:8] = 0.5
+    assert torch.equal(out[:, :, 1:], expect), "half-strength copy 4 latent pixels right, the object untouched"
+    wrapped = add_ghosts(z, objects, t_frames, torch.tensor([True]), torch.tensor([1.0]), torch.tensor([[7, 0]]), 0.3)
+    moved_up = z.clone()
+    moved_up[:, :, 1:, 1, 2:4] = 1.0                            # up by one (7 of 8, wrapping): row 1 is new
+    assert torch.equal(wrapped, moved_up)
+    off = add_ghosts(z, objects, t_frames, torch.tensor([False]), torch.tensor([0.5]), torch.tensor([[0, 4]]), 0.3)
+    assert torch.equal(off, z)
+
+
+def test_ghost_samples_still_lead_to_the_clean_latent(tmp_path, monkeypatch):
+    from sora_core.train import dit_trainer
+    preset = dataclasses.replace(train_preset("dit", "tiny"), ghost_prob=1.0, ghost_strength=(0.5, 0.5),
+                                 ghost_t_min=0.05)
+    trainer = DiTTrainer(preset, tmp_path / "g", progress=False)
+    seen = {}
+
+    def capture(v, target, free, weight=None):
+        seen.update(target=target, free=free)
+        return (v * 0).sum()
+    monkeypatch.setattr(dit_trainer, "masked_mse", capture)
+    real = trainer.model.forward
+    monkeypatch.setattr(trainer.model, "forward",
+                        lambda x_t, t, *a: seen.update(x_t=x_t.clone(), t=t.clone()) or real(x_t, t, *a))
+    trainer.loss(1)
+    z, _, objects = trainer.latents_at(1)
+    assert objects is not None, "ghosts need the object masks"
+    t = seen["t"][:, None, :, None, None]
+    x0 = seen["x_t"] - t * seen["target"]                  # what a perfect prediction denoises to
+    free = seen["free"][:, None, :, None, None].expand_as(z)
+    assert torch.allclose(x0[free], z[free], atol=1e-5)
+    gen = dit_trainer.step_generator(preset.seed, 1, 0, 3)           # the loss' own draws: t, then the noise
+    dit_trainer.sample_t(z.shape[0], gen, preset.t_logit_mean, preset.t_logit_std, preset.t_shift)
+    plain = (1 - t) * z + t * torch.randn(z.shape, generator=gen)     # the same x_t without a ghost
+    ghost = (seen["x_t"] - plain) / (1 - t).clamp_min(1e-6)           # = strength * (moved - z) on the copy
+    assert ghost[free].abs().amax() > 0.05, "a faint copy is in x_t"
+    assert torch.allclose(ghost[~free], torch.zeros(()), atol=1e-5), "never on given frames"
+    with pytest.raises(ValueError, match="ghost_prob"):
+        dataclasses.replace(preset, ghost_prob=1.5)
+    with pytest.raises(ValueError, match="ghost_strength"):
+        dataclasses.replace(preset, ghost_strength=(0.6, 0.2))
+    with pytest.raises(ValueError, match="ghost_t_min"):
+        dataclasses.replace(preset, ghost_t_min=0.0)

@@ -101,6 +101,23 @@ def object_latent_mask(frames: np.ndarray, spatial: int, temporal: int, grow: in
     return m[0, 0]
 
 
+def add_ghosts(z: torch.Tensor, objects: torch.Tensor, t_frames: torch.Tensor, apply: torch.Tensor,
+               strength: torch.Tensor, offsets: torch.Tensor, t_min: float) -> torch.Tensor:
+    """x0 with a faint copy of its objects: for each sample with ``apply``, the latent moved by
+    ``offsets`` (dy, dx latent pixels, wrapping around like the world) replaces a ``strength`` share
+    of the latent where the moved object mask falls outside the objects, on the frames whose noise
+    level is >= ``t_min`` (never on given, clean frames). A copy moves in step with the objects, like
+    the unasked copies text-to-video draws. z (B, C, T, H, W); objects (B, T, H, W) 0/1;
+    t_frames (B, T); apply (B,) bool; strength (B,); offsets (B, 2) long."""
+    out = z.clone()
+    for b in torch.nonzero(apply).flatten().tolist():
+        dy, dx = (int(v) for v in offsets[b])
+        moved, moved_mask = (torch.roll(x, (dy, dx), dims=(-2, -1)) for x in (z[b], objects[b]))
+        where = moved_mask * (1 - objects[b]) * (t_frames[b] >= t_min).to(z.dtype)[:, None, None]
+        out[b] = z[b] + float(strength[b]) * where[None] * (moved - z[b])
+    return out
+
+
 class FlowModel(nn.Module):
     """The trainable pair: text encoder + DiT. ``forward(x_t, t (B, T), ids, mask) -> v``; with
     ``context`` (text features already computed, e.g. by a frozen encoder) ``ids`` is not read."""
@@ -161,10 +178,10 @@ class DiTTrainer(StageTrainer):
                                  scenes=scenes)
         self.text_cache = None if p.train_text_encoder else TextContextCache(text_encoder, self.env.device,
                                                                             p.loop.bf16)
-        # object masks at the latent grid (object_weight > 0), cached per pool entry like the latents
+        # object masks at the latent grid (object_weight > 0 or ghosts), cached per pool entry like the latents
         self.mask_id = f"object_mask:{self.vae_cfg.spatial_factor}x{self.vae_cfg.temporal_factor}:grow1"
         self.mask_cache = (LatentCache(self.run_dir / f"mask_cache.r{self.env.rank}.safetensors", self.mask_id,
-                                       scenes=scenes) if p.object_weight > 0 else None)
+                                       scenes=scenes) if self.needs_masks else None)
 
     def _load_vae(self):
         """The frozen VAE and an id of its latent space (encoder weights + statistics)."""
@@ -245,8 +262,8 @@ class DiTTrainer(StageTrainer):
 
     def latents_at(self, step: int):
         """(latents (B, C, T, H, W), captions, object masks (B, T, H, W) or None) of step ``step``,
-        through the pool caches when enabled; the masks only when the preset weights objects."""
-        weighted = self.preset.object_weight > 0
+        through the pool caches when enabled; the masks only when the preset weights objects or adds ghosts."""
+        weighted = self.needs_masks
         if self.preset.pool_size is None:
             batch = self.data.batch_at(step)
             masks = None
@@ -261,6 +278,10 @@ class DiTTrainer(StageTrainer):
                 batch.keys, lambda key: self._object_mask(self._render_pool_entry(key, batch.bucket))[None])[:, 0]
             masks = masks.to(self.env.device)
         return z.to(self.env.device), batch.captions, masks
+
+    @property
+    def needs_masks(self) -> bool:
+        return self.preset.object_weight > 0 or self.preset.ghost_prob > 0
 
     def _object_mask(self, frames: np.ndarray) -> torch.Tensor:
         return object_latent_mask(frames, self.vae_cfg.spatial_factor, self.vae_cfg.temporal_factor, grow=1)
@@ -287,6 +308,19 @@ class DiTTrainer(StageTrainer):
         given, t, noise = given.to(dev), t.to(dev), noise.to(dev)
         t_frames = torch.where(given, torch.zeros((), device=dev), t[:, None].expand(-1, z.shape[2]))
         x_t, target = flow_pair(z, noise, t_frames)
+        if p.ghost_prob > 0:
+            # x_t from x0 with a faint copy of its objects; the target still leads to the clean x0:
+            # v = (x_t - x0) / t = noise - x0 + (1 - t) / t (ghosted - x0)
+            lo, hi = p.ghost_strength
+            apply = torch.as_tensor(rng.random(z.shape[0]) < p.ghost_prob)
+            strength = torch.as_tensor(rng.uniform(lo, hi, z.shape[0]), dtype=z.dtype)
+            offsets = torch.as_tensor(np.stack([rng.integers(2, max(3, n - 1), z.shape[0])
+                                                for n in z.shape[-2:]], axis=1))
+            ghosted = add_ghosts(z, objects, t_frames, apply.to(dev), strength, offsets, p.ghost_t_min)
+            x_t, _ = flow_pair(ghosted, noise, t_frames)
+            ratio = ((1 - t_frames) / t_frames.clamp_min(p.ghost_t_min))[:, None, :, None, None]
+            target = target + ratio * (ghosted - z)
+        weight = None if p.object_weight <= 0 else 1.0 + p.object_weight * objects
         if self.text_cache is None:
             ids, mask = self.module.text_encoder.tokenize(captions)
             ids, mask, context = ids.to(dev), mask.to(dev), None
@@ -295,11 +329,12 @@ class DiTTrainer(StageTrainer):
             ids = None
         with autocast(dev, p.loop.bf16):
             v = self.model(x_t, t_frames, ids, mask, context)
-        weight = None if objects is None else 1.0 + p.object_weight * objects
         loss = masked_mse(v, target, ~given, weight)
         metrics = {"given_frac": float(given.float().mean())}
         if objects is not None:
             metrics["object_frac"] = float(objects.mean())
+        if p.ghost_prob > 0:
+            metrics["ghost_frac"] = float(apply.float().mean())
         return loss, metrics
 
     # -- evaluation and export ------------------------------------------------------------------------
