@@ -263,3 +263,18 @@ def test_identity_kept_per_attribute_through_a_clip():
     blip[one] = (40, 204, 64)                                # green in frame 8 only
     assert M.identity_kept(_analyze(blip))["colour_constant"] == 1.0
     assert M.identity_kept(_analyze(truth[:2])) == {"colour_constant": None, "shape_constant": None}
+
+
+def test_background_is_scored_when_the_prompt_asks_for_it():
+    solid = render(prompt_to_scene("a red ball moving right on a plain navy background", 0, width=64, height=64,
+                                   frames=9))
+    a = _analyze(solid)
+    assert M.prompt_adherence(a, "a red ball moving right on a plain navy background")["background"] == 1.0
+    assert M.prompt_adherence(a, "a red ball on a plain green background")["background"] == 0.0
+    assert M.prompt_adherence(a, "a red ball on a gradient from navy to black")["background"] == 0.0
+    assert M.prompt_adherence(a, "a red ball moving right")["background"] is None, "not asked for: not scored"
+    spec = prompt_to_scene("a red ball on a gradient from navy to black", 1, width=64, height=64, frames=9)
+    g = _analyze(render(spec))
+    assert M.prompt_adherence(g, "a red ball on a gradient from navy to black")["background"] == 1.0
+    assert M.prompt_adherence(g, "a red ball on a gradient from black to navy")["background"] == 0.0, "top first"
+    assert M.prompt_adherence(g, spec)["background"] == 1.0

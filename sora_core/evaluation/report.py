@@ -25,7 +25,7 @@ SHEETS_PER_FIGURE = 6
 # Summaries
 # ---------------------------------------------------------------------------------------------
 
-_COMMON = ("colour", "shape", "size", "motion", "count", "tracks", "event", "temporal_flicker",
+_COMMON = ("colour", "shape", "size", "motion", "count", "tracks", "background", "event", "temporal_flicker",
            "object_permanence", "identity_drift")
 
 

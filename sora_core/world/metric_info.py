@@ -42,6 +42,8 @@ METRICS: dict[str, MetricInfo] = {
                 "(the most seen together in two consecutive frames)"),
     "tracks": _m(1, True, "fraction", None, "1 when exactly as many object identities are tracked as asked "
                  "for (an object whose colour or shape reading changes can count twice)"),
+    "background": _m(1, True, "fraction", None,
+                     "1 when the background seen has the kind and colours asked for (solid / gradient / landscape)"),
     "event": _m(1, True, "fraction", None,
                 "1 when the world event seen (occluder, trail, camera pan, none) is the one asked for"),
     "temporal_flicker": _m(1, True, "fraction", None,

@@ -198,9 +198,13 @@ _MOVING = ("left", "right", "up", "down", "bouncing")
 @dataclass(frozen=True)
 class Expected:
     """What a clip should show: per object (colour, shape, size, motion), None = not asked for
-    (``motion`` may be "moving": any motion but static); ``event`` None = not asked for."""
+    (``motion`` may be "moving": any motion but static); ``event`` None = not asked for;
+    ``background`` the kind (solid / gradient / landscape) and ``colours`` (solid: one, gradient: top
+    and bottom), None / () = not asked for."""
     objects: tuple[tuple[str | None, str | None, str | None, str | None], ...]
     event: str | None = None
+    background: str | None = None
+    colours: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, truth) -> "Expected":
@@ -213,10 +217,12 @@ class Expected:
         if isinstance(truth, SceneSpec):
             truth = describe(truth)
         if isinstance(truth, SceneDescription):
-            return cls(tuple((o.colour, o.shape, o.size, o.motion) for o in truth.objects), truth.event)
+            return cls(tuple((o.colour, o.shape, o.size, o.motion) for o in truth.objects), truth.event,
+                       truth.background, tuple(truth.colours))
         if isinstance(truth, PromptParse):
             event = truth.event or ("pan" if truth.pan else None)
-            return cls(tuple((o.colour, o.shape, o.size, o.motion) for o in truth.objects), event)
+            return cls(tuple((o.colour, o.shape, o.size, o.motion) for o in truth.objects), event,
+                       truth.background, tuple(truth.colours))
         raise TypeError(f"expected a prompt, SceneSpec, SceneDescription or PromptParse, got {type(truth).__name__}")
 
 
@@ -252,7 +258,8 @@ def prompt_adherence(analysis, expected) -> dict[str, float | None]:
     ``tracks``: 1.0 when exactly as many object identities are tracked as asked for (the count before
     identity changes were told apart from extra objects: a shape misread after a wrap-around is a
     second identity);
-    ``event``: 1.0 when the world event seen (occluder, brush, pan, none) is the one asked for.
+    ``event``: 1.0 when the world event seen (occluder, brush, pan, none) is the one asked for;
+    ``background``: 1.0 when the background seen has the asked kind and colours (those asked for).
     """
     exp = expected if isinstance(expected, Expected) else Expected.of(expected)
     pairs = match_objects(exp, analysis)
@@ -264,6 +271,9 @@ def prompt_adherence(analysis, expected) -> dict[str, float | None]:
     out["count"] = float(analysis.most_at_once() == len(exp.objects)) if exp.objects else None
     out["tracks"] = float(len(analysis.objects) == len(exp.objects)) if exp.objects else None
     out["event"] = None if exp.event is None else float(analysis.event == exp.event)
+    out["background"] = (None if exp.background is None and not exp.colours else
+                         float(exp.background in (None, analysis.background)
+                               and (not exp.colours or tuple(exp.colours) == tuple(analysis.colours))))
     return out
 
 
