@@ -16,11 +16,11 @@ import torch
 from einops import rearrange
 
 from .metric_info import METRICS, PSNR_CAP, MetricInfo, metric_info  # noqa: F401  (re-exported)
+from .perception import OBJECT_LEVEL   # the captioner's object threshold, shared with object_masks
 
 # small constant (grey levels) added to both sides of the difference ratios, so a still video
 # (every difference 0) gives the ideal ratio 1 instead of 0 / 0
 RATIO_EPS = 0.5
-OBJECT_LEVEL = 170  # a pixel belongs to an object when its brightest channel reaches this (see vocab)
 
 
 # ---------------------------------------------------------------------------------------------
