@@ -26,21 +26,32 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def tiny_sora_model(schedule, defaults, *, random_head: bool = False, seed: int = 0):
+    """A tiny random default-family SoraModel. ``random_head``: the DiT's zero-initialised output
+    projection drawn at random (std 0.2, the DiT built first) so the model predicts something."""
+    from sora_core.configs import dit_preset, text_encoder_preset, vae_preset
+    from sora_core.models.dit import DiT
+    from sora_core.models.text import ByteTextEncoder
+    from sora_core.models.vae import VideoVAE
+    from sora_core.pipeline import SoraModel
+    torch.manual_seed(seed)
+    if random_head:
+        dit = DiT(dit_preset("tiny"))
+        torch.nn.init.normal_(dit.proj_out.weight, std=0.2)
+        return SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")), dit,
+                         schedule, defaults)
+    return SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")),
+                     DiT(dit_preset("tiny")), schedule, defaults)
+
+
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     """A tiny random default-family model saved to a folder (1 step, no guidance, 5 frames of 24x24):
     checks the plumbing of generation and evaluation, not quality."""
-    from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
-    from sora_core.models.dit import DiT
-    from sora_core.models.text import ByteTextEncoder
-    from sora_core.models.vae import VideoVAE
-    from sora_core.pipeline import GenerationDefaults, SoraModel
-    torch.manual_seed(0)
-    model = SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")),
-                      DiT(dit_preset("tiny")), ScheduleConfig(steps=1, cfg=1.0),
-                      GenerationDefaults(frames=5, height=24, width=24, fps=8.0))
+    from sora_core.configs import ScheduleConfig
+    from sora_core.pipeline import GenerationDefaults
     folder = tmp_path_factory.mktemp("model")
-    model.save(folder)
+    tiny_sora_model(ScheduleConfig(steps=1, cfg=1.0), GenerationDefaults(frames=5, height=24, width=24, fps=8.0)).save(folder)
     return folder
 
 

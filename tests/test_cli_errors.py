@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from comfyui_sora.headless.cli import main
+from conftest import tiny_sora_model
 from sora_core.cli import CLIError, EXIT_TERMINATED, check_device, check_range, check_writable_folder, sigterm_as_interrupt
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "workflows" / "text_to_video.json"
@@ -21,17 +22,10 @@ WORKFLOW = Path(__file__).resolve().parents[1] / "workflows" / "text_to_video.js
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
-    from sora_core.models.dit import DiT
-    from sora_core.pipeline import GenerationDefaults, SoraModel
-    from sora_core.models.text import ByteTextEncoder
-    from sora_core.models.vae import VideoVAE
-    torch.manual_seed(0)
-    model = SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")),
-                      DiT(dit_preset("tiny")), ScheduleConfig(steps=2, cfg=2.0),
-                      GenerationDefaults(frames=5, height=16, width=16, fps=8.0))
+    from sora_core.configs import ScheduleConfig
+    from sora_core.pipeline import GenerationDefaults
     folder = tmp_path_factory.mktemp("model")
-    model.save(folder)
+    tiny_sora_model(ScheduleConfig(steps=2, cfg=2.0), GenerationDefaults(frames=5, height=16, width=16, fps=8.0)).save(folder)
     return folder
 
 

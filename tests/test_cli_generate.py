@@ -5,26 +5,20 @@ import argparse
 import cv2
 import numpy as np
 import pytest
-import torch
 
+from conftest import tiny_sora_model
 from sora_core.cli import CLIError
 from sora_core.cli import generate as cli
-from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
-from sora_core.models.dit import DiT
+from sora_core.configs import ScheduleConfig
 from sora_core.geometry import GeometryError
 from sora_core.pipeline import GenerationDefaults, ModelMissingError, SoraModel
-from sora_core.models.text import ByteTextEncoder
-from sora_core.models.vae import VideoVAE
 from sora_core.media.video_io import read_video
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    dit = DiT(dit_preset("tiny"))
-    torch.nn.init.normal_(dit.proj_out.weight, std=0.2)
-    model = SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")), dit,
-                      ScheduleConfig(steps=2, cfg=2.0), GenerationDefaults(frames=5, height=16, width=16, fps=8.0))
+    model = tiny_sora_model(ScheduleConfig(steps=2, cfg=2.0), GenerationDefaults(frames=5, height=16, width=16, fps=8.0),
+                            random_head=True)
     folder = tmp_path_factory.mktemp("model")
     model.save(folder)
     return folder

@@ -11,27 +11,22 @@ import pytest
 import torch
 
 import sora_core.long_video as lv
+from conftest import tiny_sora_model
 from sora_core.cli import CLIError
 from sora_core.cli import generate as cli
-from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
+from sora_core.configs import ScheduleConfig
 from sora_core.geometry import GeometryError, group_frames, latent_frames, pixel_frames
 from sora_core.long_video import (Cue, LongVideoError, ScheduleError, long_video, parse_schedule, plan_windows, prompt_weights,
                                   write_long_video)
 from sora_core.media.video_io import VideoIOError, read_video, tensor_to_frames
-from sora_core.models.dit import DiT
-from sora_core.models.text import ByteTextEncoder
-from sora_core.models.vae import VideoVAE
 from sora_core.pipeline import GenerationDefaults, SoraModel, encode_text, generate
 from sora_core.world.metrics import boundary_continuity
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    dit = DiT(dit_preset("tiny"))
-    torch.nn.init.normal_(dit.proj_out.weight, std=0.2)
-    return SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")), dit,
-                     ScheduleConfig(steps=2, cfg=1.0, shift=3.0), GenerationDefaults(frames=9, height=16, width=16))
+    return tiny_sora_model(ScheduleConfig(steps=2, cfg=1.0, shift=3.0), GenerationDefaults(frames=9, height=16, width=16),
+                           random_head=True)
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,11 @@ import pytest
 import torch
 
 import sora_core.long_video as lv
+from conftest import tiny_sora_model
 from comfyui_sora.headless import workflow
-from sora_core.configs import ScheduleConfig, dit_preset, text_encoder_preset, vae_preset
+from sora_core.configs import ScheduleConfig
 from sora_core.media.video_io import read_video
-from sora_core.models.dit import DiT
-from sora_core.models.text import ByteTextEncoder
-from sora_core.models.vae import VideoVAE
-from sora_core.pipeline import GenerationDefaults, SoraModel
+from sora_core.pipeline import GenerationDefaults
 
 PACK = workflow.load_pack()
 HOST = PACK.nodes.host
@@ -38,12 +36,9 @@ def run_node(model, **kw):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    torch.manual_seed(0)
-    dit = DiT(dit_preset("tiny"))
-    torch.nn.init.normal_(dit.proj_out.weight, std=0.2)
     folder = tmp_path_factory.mktemp("model")
-    SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")), dit,
-              ScheduleConfig(steps=2, cfg=1.0, shift=3.0), GenerationDefaults(frames=9, height=16, width=16)).save(folder)
+    tiny_sora_model(ScheduleConfig(steps=2, cfg=1.0, shift=3.0), GenerationDefaults(frames=9, height=16, width=16),
+                    random_head=True).save(folder)
     loader = PACK.NODE_CLASS_MAPPINGS["SoraModelLoader"]()
     (handle,) = loader.load("default", "default", "default", "float32", model_dir=str(folder))
     return handle

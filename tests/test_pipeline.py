@@ -3,16 +3,15 @@
 import pytest
 import torch
 
+from conftest import tiny_sora_model
 from sora_core import pipeline
 from sora_core.diffusion.conditions import FrameCondition, image_to_video, sdedit
-from sora_core.configs import ScheduleConfig, dit_preset, replace, text_encoder_preset, vae_preset
+from sora_core.configs import ScheduleConfig, dit_preset, replace
 from sora_core.models.dit import DiT
 from sora_core.geometry import GeometryError
 from sora_core.diffusion.flow import sigma_schedule
 from sora_core.pipeline import (GenerationDefaults, ModelError, ModelMissingError, SoraModel, encode_prompts,
                                 encode_video, generate, make_noise_grid, model_files, sample_latents)
-from sora_core.models.text import ByteTextEncoder
-from sora_core.models.vae import VideoVAE
 
 SIZE = dict(frames=5, height=16, width=16)
 
@@ -26,12 +25,8 @@ def latents_of(model, prompt, negative="", *, cfg=2.0, steps=2, seed=0, denoise=
 
 def tiny_model(seed=0) -> SoraModel:
     """Tiny random components; the DiT's zero-initialised head is randomised so it predicts something."""
-    torch.manual_seed(seed)
-    dit = DiT(dit_preset("tiny"))
-    torch.nn.init.normal_(dit.proj_out.weight, std=0.2)
-    return SoraModel(VideoVAE(vae_preset("tiny")), ByteTextEncoder(text_encoder_preset("tiny")), dit,
-                     ScheduleConfig(steps=2, cfg=2.0, shift=3.0, sampler="euler"),
-                     GenerationDefaults(frames=5, height=16, width=16, fps=8.0))
+    return tiny_sora_model(ScheduleConfig(steps=2, cfg=2.0, shift=3.0, sampler="euler"),
+                           GenerationDefaults(frames=5, height=16, width=16, fps=8.0), random_head=True, seed=seed)
 
 
 @pytest.fixture(scope="module")
