@@ -8,7 +8,8 @@ the outcome is settled), and the first frame of the final clip with more than on
 Then, with ``--variants``, the same prompts again under other sampling settings, to compare
 one-object counts: ``shift=S``, ``cfg=C``, ``steps=N``, ``sampler=NAME``, ``cfg_high=C@S`` (guidance scale C where the
 noise level is above S, the default below), ``negative=dup`` (the asked object said twice as the
-negative prompt) or ``base`` (the defaults), separated by ``;``.
+negative prompt), ``auto=DIR@W`` (guidance by a weaker model: ``W (x0_c - x0_weak_c)`` added, the weak
+DiT from model folder DIR, e.g. an earlier checkpoint) or ``base`` (the defaults), separated by ``;``.
 
     python benchmarks/where_copies_appear.py --count 40 --seed 21
     python benchmarks/where_copies_appear.py --count 60 --seed 21 --no-trace --variants "base;shift=6;cfg_high=8@0.7"
@@ -79,6 +80,27 @@ def high_noise_cfg(scale_high: float, above: float):
     return cfg_denoiser
 
 
+def auto_guided_cfg(weak_dir: str, weight: float):
+    """A cfg_denoiser that adds ``weight (x0_c - x0_weak_c)`` to classifier-free guidance, where
+    x0_weak_c is the conditional prediction of a weaker model (another DiT of the same model folder
+    layout, e.g. an earlier checkpoint): guidance by a bad version of the model itself."""
+    from sora_core.diffusion import flow
+    from sora_core.pipeline import SoraModel
+    weak_dit = SoraModel.open(weak_dir).dit
+    plain = flow.cfg_denoiser
+
+    def cfg_denoiser(denoiser, cond, uncond, scale, batched=True):
+        guided = plain(denoiser, cond, uncond, scale, batched)
+        weak = flow.FlowDenoiser(weak_dit, denoiser.autocast_dtype)
+        strong = denoiser.bind(cond)
+
+        def d(x, sigma):
+            x0_c = strong(x, sigma)
+            return guided(x, sigma) + weight * (x0_c - weak(x, sigma, cond))
+        return d
+    return cfg_denoiser
+
+
 def parse_variant(text: str) -> tuple[dict, object]:
     """"shift=6" -> ({"shift": 6.0}, None); "cfg_high=8@0.7" -> ({}, a patched cfg_denoiser)."""
     kwargs, patch = {}, None
@@ -89,6 +111,9 @@ def parse_variant(text: str) -> tuple[dict, object]:
         if key == "cfg_high":
             c, above = value.split("@")
             patch = high_noise_cfg(float(c), float(above))
+        elif key == "auto":
+            weak, w = value.split("@")
+            patch = auto_guided_cfg(weak, float(w))
         elif key == "negative" and value == "dup":
             kwargs["negative"] = "dup"
         elif key == "sampler":
@@ -98,7 +123,8 @@ def parse_variant(text: str) -> tuple[dict, object]:
         elif key == "steps":
             kwargs[key] = int(value)
         else:
-            raise SystemExit(f"--variants: unknown setting {key!r} (shift, cfg, steps, sampler, cfg_high, negative=dup)")
+            raise SystemExit(f"--variants: unknown setting {key!r} (shift, cfg, steps, sampler, cfg_high, "
+                             "negative=dup, auto=DIR@W)")
     return kwargs, patch
 
 

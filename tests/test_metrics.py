@@ -6,6 +6,7 @@ import torch
 
 from sora_core.media.video_io import frames_to_tensor
 from sora_core.world import metrics as M
+from sora_core.world import vocab as V
 from sora_core.prompts.expand import prompt_to_scene
 from sora_core.world.render import render
 from sora_core.world.scene import BackgroundSpec, EventSpec, ObjectSpec, SceneSpec
@@ -213,6 +214,37 @@ def test_count_catches_a_second_object_seen_for_two_frames():
     assert _analyze(lasting).most_at_once() == 2
     assert M.prompt_adherence(_analyze(lasting), "a red box moving right")["count"] == 0.0
     assert _analyze(two[:1]).most_at_once() == 2, "a single image: the most in any frame"
+
+
+def _shaded(frames, colour, rows=slice(None)):
+    """The objects' pixels in ``rows`` (the lower part of each object, say) painted in ``colour``."""
+    out = frames.copy()
+    mask = M.object_masks(frames)
+    part = np.zeros_like(mask)
+    part[:, rows] = mask[:, rows]
+    out[part] = V.COLOURS[colour]
+    return out
+
+
+def test_an_object_in_two_neighbouring_shades_is_one_object():
+    """A VAE or a generator smears a moving object's colour toward its palette neighbour: a yellow
+    box whose lower rows read orange is one object; the same box half blue is two touching ones."""
+    box = _wrapping("square", colour="yellow", x=0.5, y=0.5)
+    rows = slice(34, 64)                                      # the box spans rows ~22..42
+    half_orange, half_blue = _shaded(box, "orange", rows), _shaded(box, "blue", rows)
+    for clip_ in (half_orange, half_blue):
+        assert max(len(d) for d in _analyze(clip_).detections) == 2, "both shades are detected"
+    assert _analyze(half_orange).most_at_once() == 1
+    assert _analyze(half_blue).most_at_once() == 2
+    assert M.prompt_adherence(_analyze(half_orange), "a yellow box moving right")["count"] == 1.0
+
+
+def test_neighbouring_colours_apart_are_two_objects():
+    """A red and an orange object count as two: they are apart in most frames, touching or not."""
+    red = _wrapping("square", colour="red", x=0.2, y=0.5)
+    orange = _wrapping("circle", colour="orange", x=0.6, y=0.5)
+    both = np.where(M.object_masks(orange)[..., None], orange, red)
+    assert _analyze(both).most_at_once() == 2
 
 
 def occluder_clip():

@@ -26,10 +26,19 @@ import numpy as np
 from . import vocab as V
 from .captions import ObjectDescription, SceneDescription, background_phrase, long_caption
 from .perception import (OBJECT_LEVEL, Detection, analyse_background, colour_labels, detect,
-                         estimate_camera, find_occluder, find_trails)
+                         estimate_camera, find_occluder, find_trails, objects_in_frame)
 
 STATIC_SPEED = 0.1            # short sides / s: slower than this (net) is standing still
 DEFAULT_FPS = 8.0             # assumed when analyze() is not told the frame rate
+
+
+def at_once(per_frame, min_run: int = 2) -> int:
+    """The most of anything counted per frame (``per_frame``) that holds for ``min_run`` consecutive
+    frames (a clip shorter than ``min_run`` frames: the most in any frame)."""
+    n = np.asarray(per_frame, dtype=np.int64)
+    if len(n) < min_run:
+        return int(n.max(initial=0))
+    return int(np.lib.stride_tricks.sliding_window_view(n, min_run).min(axis=1).max(initial=0))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,11 +113,9 @@ class Analysis:
         of tracked identities (``objects``), is how many objects a clip holds: an object whose colour or
         shape reading changes (often across a wrap-around, where its tracklets meet) is one object that
         changed, judged by ``metrics.identity_kept``. (The world's wrap-around never shows two pieces of
-        one object at once, so every detection is an object.)"""
-        n = np.array([len(dets) for dets in self.detections], dtype=np.int64)
-        if len(n) < min_run:
-            return int(n.max(initial=0))
-        return int(np.lib.stride_tricks.sliding_window_view(n, min_run).min(axis=1).max(initial=0))
+        one object at once.) Touching detections in neighbouring palette colours are one object in two
+        shades (``perception.objects_in_frame``)."""
+        return at_once([objects_in_frame(dets) for dets in self.detections], min_run)
 
     def description(self) -> SceneDescription:
         """What a caption of this clip says (see captions)."""

@@ -39,7 +39,8 @@ METRICS: dict[str, MetricInfo] = {
     "motion": _m(1, True, "fraction", 0.8,
                  "fraction of asked-for objects seen moving as asked (left/right/up/down/bouncing/static)"),
     "count": _m(1, True, "fraction", None, "1 when exactly as many objects are seen at once as asked for "
-                "(the most seen together in two consecutive frames)"),
+                "(the most seen together in two consecutive frames; touching parts in neighbouring "
+                "palette colours are one object in two shades)"),
     "tracks": _m(1, True, "fraction", None, "1 when exactly as many object identities are tracked as asked "
                  "for (an object whose colour or shape reading changes can count twice)"),
     "background": _m(1, True, "fraction", None,

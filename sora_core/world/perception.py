@@ -21,6 +21,7 @@ from . import vocab as V
 
 OBJECT_LEVEL = 170            # brightest channel of an object pixel (objects >= 200, world <= 140)
 MAX_COLOUR_DISTANCE = 60.0    # CIELAB distance beyond which a bright pixel matches no palette colour
+SHADE_DISTANCE = 55.0         # CIELAB distance of palette neighbours a shaded object straddles
 TEXTURE_RESIDUAL = 4.5        # 75th percentile of |colour - row fit| above which the background is a landscape
 
 
@@ -38,6 +39,7 @@ class Detection:
     area: int
     bbox: tuple[int, int, int, int]
     clipped: tuple[bool, bool, bool, bool]   # left, top, right, bottom edge cut (border, bar, object)
+    blob: int = -1                           # connected object region of its frame (touching detections share it)
 
     @property
     def partial(self) -> bool:
@@ -65,6 +67,36 @@ def _nearest(lab: np.ndarray, table: np.ndarray, limit: float) -> np.ndarray:
     d2 = (lab * lab).sum(1)[:, None] - 2.0 * lab @ table.T + (table * table).sum(1)[None]   # (N, K)
     idx = d2.argmin(1)
     return np.where(d2[np.arange(len(idx)), idx] <= limit * limit, idx, -1)
+
+
+def _shade_pairs(limit: float) -> frozenset[tuple[str, str]]:
+    """Palette colour pairs within ``limit`` in CIELAB (red / orange, orange / yellow, blue / purple,
+    cyan / white), both orders."""
+    d = np.linalg.norm(_PALETTE_LAB[:, None] - _PALETTE_LAB[None], axis=-1)
+    return frozenset((_PALETTE[i], _PALETTE[j]) for i, j in zip(*np.nonzero(d <= limit)) if i != j)
+
+
+SHADES = _shade_pairs(SHADE_DISTANCE)
+
+
+def objects_in_frame(dets) -> int:
+    """How many objects one frame's detections are. Detections of one connected region whose colours
+    are palette neighbours (``SHADES``) are one object drawn in two shades: a VAE or a generator smears
+    a moving object's colour toward its neighbour (a yellow box read as yellow over orange) or shifts
+    part of it (white with a cyan edge). Two world objects touching keep their own colours, and
+    neighbours among them are told apart in the frames where they do not touch."""
+    parent = list(range(len(dets)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+    for i, a in enumerate(dets):
+        for j in range(i):
+            b = dets[j]
+            if a.blob >= 0 and a.blob == b.blob and (a.colour, b.colour) in SHADES:
+                parent[root(i)] = root(j)
+    return len({root(i) for i in range(len(dets))})
 
 
 def brightness(frames: np.ndarray) -> np.ndarray:
@@ -207,7 +239,7 @@ def _component_detections(k, labels, bright, comp, stats, i, S, bar, min_area) -
                    touch[2] or gx + gw >= W or (near_bar and gx + gw <= bar[1] + 1), touch[3] or gy + gh >= H)
         out.append(Detection(k, _PALETTE[c], classify_shape(m[y0:y1, x0:x1]), max(gw, gh) / S,
                              float(ox + xs.mean() + 0.5), float(oy + ys.mean() + 0.5), int(m.sum()),
-                             (int(gx), int(gy), int(gw), int(gh)), tuple(bool(v) for v in clipped)))
+                             (int(gx), int(gy), int(gw), int(gh)), tuple(bool(v) for v in clipped), int(i)))
     return out
 
 
