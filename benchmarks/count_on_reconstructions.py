@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=57)
     p.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     args = p.parse_args(argv)
-    from sora_core.evaluation.evaluate import world_prompt_set
+    from sora_core.evaluation.evaluate import model_prompt_set
     from sora_core.media.video_io import frames_to_tensor, tensor_to_frames
     from sora_core.pipeline import SoraModel, decode_latents, encode_video
     from sora_core.world.captioner import analyze, at_once
@@ -44,8 +44,7 @@ def main(argv=None) -> int:
     torch.set_grad_enabled(False)
     model = SoraModel.open(args.model) if args.model else SoraModel.default()
     d = model.defaults
-    entries = world_prompt_set(args.prompt_set, args.count, args.seed, width=d.width, height=d.height,
-                               frames=d.frames, fps=d.fps)
+    entries = model_prompt_set(model, args.prompt_set, args.count, args.seed)
     tally = {(k, w): [0, 0, 0] for k in ("ground truth", "reconstruction") for w in ("detections", "objects")}
     t0 = time.perf_counter()
     for e in entries:

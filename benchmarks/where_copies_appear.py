@@ -87,16 +87,14 @@ def auto_guided_cfg(weak_dir: str, weight: float):
     from sora_core.diffusion import flow
     from sora_core.pipeline import SoraModel
     weak_dit = SoraModel.open(weak_dir).dit
-    plain = flow.cfg_denoiser
 
     def cfg_denoiser(denoiser, cond, uncond, scale, batched=True):
-        guided = plain(denoiser, cond, uncond, scale, batched)
+        flow.check_cfg(scale)
         weak = flow.FlowDenoiser(weak_dit, denoiser.autocast_dtype)
-        strong = denoiser.bind(cond)
 
         def d(x, sigma):
-            x0_c = strong(x, sigma)
-            return guided(x, sigma) + weight * (x0_c - weak(x, sigma, cond))
+            x0_c, x0_u = denoiser(x, sigma, cond), denoiser(x, sigma, uncond)
+            return x0_u + scale * (x0_c - x0_u) + weight * (x0_c - weak(x, sigma, cond))
         return d
     return cfg_denoiser
 
@@ -173,13 +171,11 @@ def main(argv=None) -> int:
     p.add_argument("--prompt-set", default="world-single", choices=("world-single", "paraphrase"))
     p.add_argument("--expand", action="store_true", help="variants generate from the expanded captions")
     args = p.parse_args(argv)
-    from sora_core.evaluation.evaluate import world_prompt_set
+    from sora_core.evaluation.evaluate import model_prompt_set
     from sora_core.pipeline import SoraModel
     torch.set_grad_enabled(False)
     model = SoraModel.open(args.model) if args.model else SoraModel.default()
-    d = model.defaults
-    entries = world_prompt_set(args.prompt_set, args.count, args.seed, width=d.width, height=d.height,
-                               frames=d.frames, fps=d.fps)
+    entries = model_prompt_set(model, args.prompt_set, args.count, args.seed)
     if not args.no_trace:
         rows = {True: [], False: []}        # failing (more than one object) or not: settled step, sigma
         frames_at = []

@@ -210,6 +210,12 @@ def world_prompt_set(name: str = "world", count: int = 100, seed: int = 0, width
     return out
 
 
+def model_prompt_set(model, name: str, count: int, seed: int) -> list[PromptEntry]:
+    """``world_prompt_set`` at ``model``'s default clip size, length and frame rate."""
+    d = model.defaults
+    return world_prompt_set(name, count, seed, width=d.width, height=d.height, frames=d.frames, fps=d.fps)
+
+
 # ---------------------------------------------------------------------------------------------
 # Scoring one clip
 # ---------------------------------------------------------------------------------------------
