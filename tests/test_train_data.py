@@ -72,6 +72,20 @@ def test_world_clips_are_a_function_of_the_step():
     mixed = [o.shape for s in range(300) for o in scene_spec(s, bucket, 8.0, (1, 0, 0), (1, 2, 1)).objects]
     assert 0.4 < mixed.count("square") / len(mixed) < 0.6 and {"circle", "triangle"} <= set(mixed)
     assert scene_spec(7, bucket, 8.0, (1, 1, 1)) == scene_spec(7, bucket, 8.0, (1, 1, 1), None)
+    # a chosen size mix, alone or with the shapes; drawn sizes that cannot be placed fall back to the world's
+    small = [o for s in range(40) for o in scene_spec(s, bucket, 8.0, (1, 1, 1), None, (1, 0)).objects]
+    assert {o.size for o in small} == {"small"} and len({o.shape for o in small}) == 3
+    large = [scene_spec(s, bucket, 8.0, (0, 0, 1), (0, 1, 0), (0, 1)) for s in (*range(20), 99)]
+    assert all(len(sp.objects) == 3 and {o.shape for o in sp.objects} == {"square"} for sp in large)
+    assert all(o.size == "large" for sp in large[:20] for o in sp.objects)
+    assert any(o.size == "small" for o in large[-1].objects)      # scene 99: three large do not fit
+    sized = [o.size for s in range(300) for o in scene_spec(s, bucket, 8.0, (1, 0, 0), (1, 2, 1), (2, 1)).objects]
+    assert 0.58 < sized.count("small") / len(sized) < 0.75
+    assert scene_spec(7, bucket, 8.0, (1, 1, 1), (1, 2, 1)) == scene_spec(7, bucket, 8.0, (1, 1, 1), (1, 2, 1), None)
+    for bad in [(1,), (1, -1), (0, 0)]:
+        with pytest.raises(ValueError, match="size_probs"):
+            WorldClips(table, seed=3, size_probs=bad)
+    assert WorldClips(table, seed=3, size_probs=(2, 1)).scene_mix == "size_probs=[2.0, 1.0]"
     boxes = WorldClips(table, seed=3, object_probs=(1, 0, 0), shape_probs=(0, 1, 0))
     assert boxes.scene_mix == "object_probs=[1.0, 0.0, 0.0] shape_probs=[0.0, 1.0, 0.0]"
     assert WorldClips(table, seed=3).scene_mix == ""

@@ -96,6 +96,8 @@ def test_object_weighted_loss_masks_match_in_pool_and_fresh_modes(tmp_path):
         dataclasses.replace(base, object_weight=-1.0)
     with pytest.raises(ValueError, match="shape_probs"):
         dataclasses.replace(base, shape_probs=(1.0, 0.0))
+    with pytest.raises(ValueError, match="size_probs"):
+        dataclasses.replace(base, size_probs=(1.0, 0.0, 1.0))
 
 
 def test_exported_weights_load(tmp_path):

@@ -14,7 +14,7 @@ Two ways of drawing scenes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -47,10 +47,11 @@ def pool_shares(buckets: BucketTable, total: int, minimum: int = 16) -> list[int
     return [max(minimum, int(round(total * d / draws.sum()))) for d in draws]
 
 
-def render_clip(scene_seed: int, bucket: Bucket, fps: float, object_probs=None, shape_probs=None):
+def render_clip(scene_seed: int, bucket: Bucket, fps: float, object_probs=None, shape_probs=None,
+                size_probs=None):
     """(frames uint8 (T, H, W, 3), spec) of the world scene ``scene_seed`` at the bucket's size."""
     from ..world.render import render
-    spec = scene_spec(scene_seed, bucket, fps, object_probs, shape_probs)
+    spec = scene_spec(scene_seed, bucket, fps, object_probs, shape_probs, size_probs)
     return render(spec), spec
 
 
@@ -103,7 +104,7 @@ class WorldClips:
 
     def __init__(self, buckets: BucketTable, seed: int, fps: float = 8.0, long_caption_prob: float = 0.5,
                  rank: int = 0, world_size: int = 1, pool_size: int | None = None, object_probs=None,
-                 shape_probs=None, phrasing_prob: float = 0.0):
+                 shape_probs=None, phrasing_prob: float = 0.0, size_probs=None):
         check_probability("long_caption_prob", long_caption_prob)
         self.phrasing_prob = check_probability("phrasing_prob", phrasing_prob)
         if pool_size is not None and pool_size < 1:
@@ -112,6 +113,7 @@ class WorldClips:
         self.long_caption_prob = long_caption_prob
         self.object_probs = check_object_probs(object_probs)
         self.shape_probs = check_shape_probs(shape_probs)
+        self.size_probs = check_size_probs(size_probs)
         self.rank, self.world_size, self.pool_size = rank, world_size, pool_size
         self.pool_sizes = pool_shares(buckets, pool_size) if pool_size is not None else None
 
@@ -119,16 +121,17 @@ class WorldClips:
     def scene_mix(self) -> str:
         """The scene distribution's options as text ('' = the world's own); part of a cache's identity."""
         parts = [f"{name}={list(v)}" for name, v in (("object_probs", self.object_probs),
-                                                     ("shape_probs", self.shape_probs)) if v is not None]
+                                                     ("shape_probs", self.shape_probs),
+                                                     ("size_probs", self.size_probs)) if v is not None]
         return " ".join(parts)
 
     def render(self, scene_seed: int, bucket: Bucket):
         """(frames, spec) of scene ``scene_seed`` at the bucket's size, drawn with this mix."""
-        return render_clip(scene_seed, bucket, self.fps, self.object_probs, self.shape_probs)
+        return render_clip(scene_seed, bucket, self.fps, self.object_probs, self.shape_probs, self.size_probs)
 
     def spec(self, scene_seed: int, bucket: Bucket):
         """The spec of scene ``scene_seed`` at the bucket's size, drawn with this mix (no rendering)."""
-        return scene_spec(scene_seed, bucket, self.fps, self.object_probs, self.shape_probs)
+        return scene_spec(scene_seed, bucket, self.fps, self.object_probs, self.shape_probs, self.size_probs)
 
     # -- what step s draws ------------------------------------------------------------------------
 
@@ -213,13 +216,22 @@ def check_shape_probs(shape_probs) -> tuple[float, float, float] | None:
     return _check_probs("shape_probs", shape_probs, SHAPES)
 
 
-def scene_spec(scene_seed: int, bucket: Bucket, fps: float, object_probs=None, shape_probs=None):
+def check_size_probs(size_probs) -> tuple[float, float] | None:
+    """None (the world's own uniform sizes) or non-negative weights of each size of
+    ``world.vocab.SIZES`` (small, large) with a positive sum."""
+    from ..world.vocab import SIZES
+    return _check_probs("size_probs", size_probs, SIZES)
+
+
+def scene_spec(scene_seed: int, bucket: Bucket, fps: float, object_probs=None, shape_probs=None,
+               size_probs=None):
     """The world scene ``scene_seed`` at the bucket's size (no rendering). ``object_probs``: weights of
-    1, 2 and 3 objects; ``shape_probs``: weights of each shape, drawn per object (None: the world's
-    own mix; an option left at None draws the same scenes as before it existed)."""
+    1, 2 and 3 objects; ``shape_probs`` / ``size_probs``: weights of each shape / size, drawn per
+    object (None: the world's own mix; an option left at None draws the same scenes as before it
+    existed)."""
     from ..world.scene import ObjectRequest, sample_scene
-    from ..world.vocab import SHAPES
-    if object_probs is None and shape_probs is None:
+    from ..world.vocab import SHAPES, SIZES
+    if object_probs is None and shape_probs is None and size_probs is None:
         return sample_scene(scene_seed, width=bucket.width, height=bucket.height, frames=bucket.frames, fps=fps)
     rng = np.random.default_rng(scene_seed)
     if object_probs is None:
@@ -231,5 +243,14 @@ def scene_spec(scene_seed: int, bucket: Bucket, fps: float, object_probs=None, s
     if shape_probs is not None:
         q = np.asarray(check_shape_probs(shape_probs))
         objects = [ObjectRequest(shape=SHAPES[int(i)]) for i in rng.choice(len(SHAPES), size=n, p=q / q.sum())]
+    if size_probs is not None:
+        q = np.asarray(check_size_probs(size_probs))
+        sized = [replace(o, size=SIZES[int(i)]) for o, i in
+                 zip(objects or [ObjectRequest()] * n, rng.choice(len(SIZES), size=n, p=q / q.sum()))]
+        try:
+            return sample_scene(np.random.default_rng(rng.integers(2**63)), width=bucket.width,
+                                height=bucket.height, frames=bucket.frames, fps=fps, n_objects=n, objects=sized)
+        except ValueError:      # drawn sizes that do not fit (three large in a small frame): the world's own
+            pass
     return sample_scene(rng, width=bucket.width, height=bucket.height, frames=bucket.frames, fps=fps,
                         n_objects=n, objects=objects)

@@ -172,7 +172,8 @@ class DiTTrainer(StageTrainer):
         self.buckets = BucketTable.from_dict(p.buckets)
         self.buckets.validate(self.vae_cfg.temporal_factor, self.vae_cfg.spatial_factor, self.dit_cfg.patch_size)
         self.data = WorldClips(self.buckets, p.seed, p.fps, p.long_caption_prob, self.env.rank,
-                               self.env.world_size, p.pool_size, p.object_probs, p.shape_probs, p.phrasing_prob)
+                               self.env.world_size, p.pool_size, p.object_probs, p.shape_probs, p.phrasing_prob,
+                               p.size_probs)
         scenes = self.data.scene_mix
         self.cache = LatentCache(self.run_dir / f"latent_cache.r{self.env.rank}.safetensors", self.vae_id,
                                  scenes=scenes)

@@ -109,6 +109,7 @@ class DiTTrainPreset:
     pool_size: int | None = None             # scenes per bucket whose latents are cached (None = fresh)
     object_probs: tuple[float, float, float] | None = None   # weights of 1, 2, 3 objects (None: the world's)
     shape_probs: tuple[float, float, float] | None = None    # weights of circle, square, triangle per object
+    size_probs: tuple[float, float] | None = None            # weights of small, large per object
     # loss weight 1 + object_weight on the latent pixels an object touches (grown by one latent pixel,
     # so its edges and corners count); 0 = a plain mean over the latent
     object_weight: float = 0.0
@@ -130,9 +131,10 @@ class DiTTrainPreset:
         bad = sorted(set(self.condition_probs) - set(CONDITION_KINDS))
         if bad:
             raise ValueError(f"condition_probs has unknown kinds {bad}; allowed: {', '.join(CONDITION_KINDS)}")
-        from .data import check_object_probs, check_probability, check_shape_probs
+        from .data import check_object_probs, check_probability, check_shape_probs, check_size_probs
         check_object_probs(self.object_probs)
         check_shape_probs(self.shape_probs)
+        check_size_probs(self.size_probs)
         if not self.object_weight >= 0:
             raise ValueError(f"object_weight={self.object_weight} must be >= 0")
         check_probability("ghost_prob", self.ghost_prob)
@@ -304,6 +306,11 @@ _DIT_PRESETS = {
     "default-ghosts": lambda: dataclasses.replace(
         _continued(_DIT_PRESETS["default-boxes"](), "default-ghosts", lr=2.5e-4, warmup=100, steps=6000),
         ghost_prob=0.5, schedule={"shift": 3.0, "steps": 20, "cfg": 3.0, "sampler": "euler"}),
+    # the ghost recipe with two small objects for each large one: a small box (10 px, under three latent
+    # pixels a side) is drawn as a ball in half the clips that ask for one, a large box almost never
+    # (docs/training.md, "Small boxes"); with the box-weighted shapes a third of the objects are small boxes
+    "default-ghosts-small": lambda: dataclasses.replace(
+        _DIT_PRESETS["default-ghosts"](), name="default-ghosts-small", size_probs=(2.0, 1.0)),
 }
 
 _TEXT_PRESETS = {
