@@ -151,7 +151,7 @@ def one_object_rate(model, entries, seed: int, kwargs: dict, expand: bool = Fals
     dup = kwargs.pop("negative", None) == "dup"
     d = model.defaults
     for e in entries:
-        prompt = prompt_for_model(e.prompt, seed, expand, d.width, d.height, d.frames, d.fps)
+        prompt = prompt_for_model(e.prompt, seed, expand, d.width, d.height, d.frames, d.fps, e.line)
         negative = duplicated_caption(e.prompt) if dup else ""
         frames = tensor_to_frames(generate(model, prompt, negative, seed=seed, **kwargs).video)
         m = score_clip(frames, d.fps, e, "x").metrics

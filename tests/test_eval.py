@@ -9,7 +9,7 @@ import pytest
 
 from comfyui_sora.headless.cli import main
 from sora_core.media.video_io import write_image, write_video
-from sora_core.evaluation.evaluate import PromptFileError, read_prompt_file, world_prompt_set
+from sora_core.evaluation.evaluate import PromptEntry, PromptFileError, fills_seed, read_prompt_file, world_prompt_set
 from sora_core.prompts.expand import prompt_to_scene
 from sora_core.world.render import render
 
@@ -240,10 +240,34 @@ def test_eval_expand_sends_the_caption_and_scores_the_prompt(tiny_model_dir, tmp
     assert main(["eval", "--generate", "--prompt-set", "paraphrase", "--count", "2", "--seed", "4", "--expand",
                  "--model", str(tiny_model_dir), "--steps", "1", "--out", str(out), "--no-progress"]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert sent == [expand_prompt(e.prompt, 0, width=16, height=16, frames=5, fps=8.0) for e in entries]
+    assert sent == [expand_prompt(e.prompt, fills_seed(0, e.line), width=16, height=16, frames=5, fps=8.0)
+                    for e in entries]
     assert [c["prompt"] for c in report["clips"]] == [e.prompt for e in entries]
     assert report["settings"]["expand"] is True
     assert {"colour_constant", "shape_constant"} <= set(report["clips"][0]["metrics"])
+
+
+def test_fills_are_drawn_per_prompt_line_and_the_truth_matches_the_expansion(tiny_model_dir):
+    """One run seed for all prompts still fills each line differently (sizes and backgrounds as varied
+    as a user's over many seeds), reproducibly; a conditioned task's ground truth is the scene the
+    expanded caption describes."""
+    from sora_core.evaluation.evaluate import prompt_for_model
+    from sora_core.evaluation.tasks import RunSettings, truth_frames
+    from sora_core.pipeline import SoraModel
+    from sora_core.world.captioner import analyze
+    from sora_core.world.captions import long_caption
+    captions = [prompt_for_model("a red box moving left", 0, True, 64, 64, 17, 8.0, line) for line in range(1, 41)]
+    assert len(set(captions)) > 10 and {"small", "large"} <= {c.split()[1] for c in captions}
+    assert captions[3] == prompt_for_model("a red box moving left", 0, True, 64, 64, 17, 8.0, 4)
+    assert fills_seed(0, 4) != fills_seed(1, 4) and fills_seed(0, 4, 1) != fills_seed(0, 4)
+    assert prompt_for_model("a red box", 3, False, 64, 64, 17, 8.0, 4) == "a red box"
+    model = SoraModel.open(tiny_model_dir)
+    entry = PromptEntry("a large red box moving left", task="i2v", line=7)
+    truth = truth_frames(model, entry, 2, RunSettings(frames=5, height=32, width=32))
+    expanded = prompt_for_model(entry.prompt, 2, True, 32, 32, 5, 8.0, 7)
+    assert long_caption(prompt_to_scene(entry.prompt, fills_seed(2, 7), width=32, height=32, frames=5)) == expanded
+    scene = prompt_to_scene(entry.prompt, fills_seed(2, 7), width=32, height=32, frames=5)
+    assert np.array_equal(truth, render(scene)) and analyze(truth, 8.0).objects[0].colour == "red"
 
 
 # ---------------------------------------------------------------------------------------------

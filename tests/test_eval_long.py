@@ -111,6 +111,7 @@ def test_eval_long_task_end_to_end(tiny_model_dir, tmp_path):
 def test_eval_long_expand_gives_the_model_the_caption(tiny_model_dir, tmp_path, monkeypatch):
     """--expand: the windows are generated from the expanded caption; the prompt as written is scored."""
     import sora_core.long_video as lv
+    from sora_core.evaluation.evaluate import fills_seed
     from sora_core.prompts.expand import expand_prompt
     seen, real = [], lv.long_video
 
@@ -124,7 +125,8 @@ def test_eval_long_expand_gives_the_model_the_caption(tiny_model_dir, tmp_path, 
     assert main(["eval", "--generate", "--prompts", str(prompts), "--model", str(tiny_model_dir), "--tasks", "long",
                  "--seconds", "1", "--rss-seconds", "off", "--seeds", "5", "--steps", "1", "--expand", "--out", str(out),
                  "--no-progress"]) == 0
-    assert seen == [expand_prompt("a big red ball rolling to the right", 5, width=24, height=24, frames=5, fps=8.0)]
+    assert seen == [expand_prompt("a big red ball rolling to the right", fills_seed(5, 1), width=24, height=24,
+                                  frames=5, fps=8.0)]
     assert json.loads((out / "report.json").read_text())["clips"][0]["prompt"] == "a big red ball rolling to the right"
 
 

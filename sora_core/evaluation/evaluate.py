@@ -174,14 +174,22 @@ def _no_duplicates(entries: list[PromptEntry], path: Path) -> list[PromptEntry]:
 PROMPT_SETS = ("world", "world-single", "paraphrase")
 
 
+def fills_seed(seed: int, line: int, variant: int = 0) -> int:
+    """The seed of what an evaluation fills in for a prompt (its expansion, the scene of a conditioned
+    task): drawn per prompt line as well as per run seed, so the fills of a prompt set are as varied as
+    a user's over many seeds (one seed for every line gave every unsized prompt the same size and
+    background)."""
+    return int(np.random.SeedSequence([int(seed), int(line), int(variant)]).generate_state(1)[0])
+
+
 def prompt_for_model(prompt: str, seed: int, expand: bool, width: int, height: int, frames: int,
-                     fps: float) -> str:
+                     fps: float, line: int = 0) -> str:
     """What an evaluation run gives the model: the prompt, or (``expand``) its expanded caption for this
-    grid and seed (the prompt as written is what is scored)."""
+    grid, run seed and prompt line (``fills_seed``; the prompt as written is what is scored)."""
     if not expand:
         return prompt
     from ..prompts.expand import expand_prompt
-    return expand_prompt(prompt, seed, width=width, height=height, frames=frames, fps=fps)
+    return expand_prompt(prompt, fills_seed(seed, line), width=width, height=height, frames=frames, fps=fps)
 
 
 def world_prompt_set(name: str = "world", count: int = 100, seed: int = 0, width: int = 64,

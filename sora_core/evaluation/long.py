@@ -130,7 +130,8 @@ def task_long(model, entry: PromptEntry, seed: int, s) -> "_Run":
     d, ft = model.defaults, int(model.vae.cfg.temporal_factor)
     seconds = getattr(s, "seconds", None) or LONG_SECONDS
     height, width = s.height or d.height, s.width or d.width
-    prompt = prompt_for_model(entry.prompt, seed, getattr(s, "expand", False), width, height, d.frames, d.fps)
+    prompt = prompt_for_model(entry.prompt, seed, getattr(s, "expand", False), width, height, d.frames, d.fps,
+                              entry.line)
     chunks = list(long_video(model, prompt, frames=long_frames(model, seconds), height=height, width=width,
                              steps=s.steps, cfg=s.cfg, sampler=s.sampler, shift=s.shift, seed=seed))
     frames = np.concatenate([c.frames for c in chunks])

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..world import metrics as M
-from .evaluate import ClipResult, PromptEntry, prompt_for_model, score_clip
+from .evaluate import ClipResult, PromptEntry, fills_seed, prompt_for_model, score_clip
 from .long import task_long
 
 SDEDIT_STRENGTHS = (0.25, 0.5, 0.75)
@@ -71,7 +71,8 @@ def truth_frames(model, entry: PromptEntry, seed: int, s: RunSettings, variant: 
     frames, height, width, fps = _grid(model, s)
     spec = entry.spec
     if spec is None or variant or (spec.width, spec.height, spec.frames) != (width, height, frames):
-        spec = prompt_to_scene(entry.prompt, seed + 7919 * variant, width=width, height=height, frames=frames, fps=fps)
+        spec = prompt_to_scene(entry.prompt, fills_seed(seed, entry.line, variant), width=width, height=height,
+                               frames=frames, fps=fps)
     return render(spec)
 
 
@@ -80,7 +81,7 @@ def _generate(model, entry: PromptEntry, seed: int, s: RunSettings, plan=None) -
     from ..pipeline import generate
     from ..media.video_io import tensor_to_frames
     frames, height, width, fps = _grid(model, s)
-    prompt = prompt_for_model(entry.prompt, seed, s.expand, width, height, frames, fps)
+    prompt = prompt_for_model(entry.prompt, seed, s.expand, width, height, frames, fps, entry.line)
     result = generate(model, prompt, frames=frames, height=height, width=width, steps=s.steps,
                       cfg=s.cfg, sampler=s.sampler, shift=s.shift, seed=seed, conditions=plan if plan is not None else ())
     video = plan.assemble(result.video) if plan is not None else result.video
