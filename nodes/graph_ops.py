@@ -248,20 +248,21 @@ def check_latent(handle: LoadedModel, latent: dict, name: str = "latent") -> tor
 # Sampling
 # ---------------------------------------------------------------------------------------------
 
-def sample(handle: LoadedModel, prompt: PromptConditioning, latent: dict, seed: int, steps: int, cfg: float,
+def sample(handle: LoadedModel, prompt: PromptConditioning, latent: dict, seed: int, steps: int, cfg: float | None,
            sampler: str, shift: float | None = None, denoise: float = 1.0,
            frame_conditions: Sequence[conditions.FrameCondition] = (), condition_mode: str | None = None,
            callback: Callable[[int, torch.Tensor], None] | None = None) -> dict:
     """Denoise a LATENT: pure noise (denoise = 1) or SDEdit of its samples (denoise < 1: the plan of
     ``conditions.sdedit``, with the frame conditions on top, sampled along its truncated schedule).
 
-    ``shift`` None: the model's (its family's default or its stored schedule); ``condition_mode``
+    ``shift`` / ``cfg`` None: the model's (its family's default or its stored schedule); ``condition_mode``
     None: the model's ("timestep" where its DiT understands per-frame times, else "replace").
     Noise comes from ``seed`` on the CPU. ``callback(step, denoised)`` after every step.
     """
     x = check_latent(handle, latent)
     model = handle.model
     shift = model.schedule.shift if shift is None else shift
+    cfg = model.schedule.cfg if cfg is None else cfg
     get_sampler(sampler)
     if not 0.0 < denoise <= 1.0:
         raise ValueError(f"denoise must be in (0, 1], got {denoise}")

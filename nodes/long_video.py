@@ -129,7 +129,7 @@ def _progress_callback(handle, progress: host.Progress, steps: int):
     return step
 
 
-def start_windows(handle, req: Request, seed: int, steps: int, cfg: float, sampler: str, shift: float | None,
+def start_windows(handle, req: Request, seed: int, steps: int, cfg: float | None, sampler: str, shift: float | None,
                   anchor: str, match_colors: bool, condition_mode: str | None, start: torch.Tensor | None):
     """(chunk iterator, progress bar, overlap with the start video) for a checked request."""
     if sampler not in samplers.SAMPLERS:
@@ -212,9 +212,9 @@ class SoraLongVideo:
             "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True,
                              "tooltip": "Seed of the noise; each window draws from its own seed derived from it."}),
             "steps": ("INT", {"default": _SCHEDULE.steps, "min": 1, "max": 500, "tooltip": "Steps per window."}),
-            "cfg": ("FLOAT", {"default": _SCHEDULE.cfg, "min": 1.0, "max": 30.0, "step": 0.1,
-                              "tooltip": "Classifier-free guidance scale; 1 = off. The default model's own is 3 "
-                                         "(sora generate and its workflows use it), Wan's 5."}),
+            "cfg": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 30.0, "step": 0.1,
+                              "tooltip": "Classifier-free guidance scale; 1 = off. 0 = the model's own (the "
+                                         "default model's 3, Wan 2.1 / 2.2: 5)."}),
             "sampler_name": (list(samplers.SAMPLERS), {"default": _SCHEDULE.sampler, "tooltip": "The solver."}),
             "shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
                                 "tooltip": "Schedule shift; 0 = the model's own."}),
@@ -261,7 +261,7 @@ class SoraLongVideo:
         req = check_request(model, prompt, negative, seconds, fps, width, height, window, overlap, start)
         if not to_file:
             check_image_memory(req)
-        chunks, progress, repeat = start_windows(model, req, seed, steps, cfg, sampler_name, shift or None, anchor,
+        chunks, progress, repeat = start_windows(model, req, seed, steps, cfg or None, sampler_name, shift or None, anchor,
                                                  match_colors, None if condition_mode == AUTO else condition_mode, start)
         try:
             if to_file:

@@ -39,10 +39,9 @@ class SoraSampler:
                                  "tooltip": "Seed of the noise (drawn on the CPU: same video on any device)."}),
                 "steps": ("INT", {"default": _SCHEDULE.steps, "min": 1, "max": 500,
                                   "tooltip": "Sampling steps."}),
-                "cfg": ("FLOAT", {"default": _SCHEDULE.cfg, "min": 1.0, "max": 30.0, "step": 0.1,
-                                  "tooltip": "Classifier-free guidance scale; 1 = off (half the compute). The "
-                                             "default model's own is 3 (sora generate and its workflows use "
-                                             "it), Wan's 5."}),
+                "cfg": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 30.0, "step": 0.1,
+                                  "tooltip": "Classifier-free guidance scale; 1 = off (half the compute). 0 = "
+                                             "the model's own (the default model's 3, Wan 2.1 / 2.2: 5)."}),
                 "sampler_name": (list(samplers.SAMPLERS), {"default": _SCHEDULE.sampler,
                                                            "tooltip": "The ODE / SDE solver."}),
                 "shift": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 20.0, "step": 0.1,
@@ -74,7 +73,7 @@ class SoraSampler:
 
         try:
             mode = None if condition_mode == AUTO else condition_mode
-            out = graph_ops.sample(model, conditioning, latent, seed, steps, cfg, sampler_name, shift or None,
+            out = graph_ops.sample(model, conditioning, latent, seed, steps, cfg or None, sampler_name, shift or None,
                                    denoise, frame_conditions or (), mode, callback=step)
         finally:
             progress.close()

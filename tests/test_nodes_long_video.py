@@ -63,6 +63,9 @@ def test_images_are_the_core_long_video(model):
     assert torch.equal(images, again)
     _, (other, *_) = run_node(model, seed=8)
     assert not torch.equal(images, other)
+    _, (own, *_) = run_node(model, cfg=0.0)                       # 0: the model's own guidance (1 here)
+    _, (guided, *_) = run_node(model, cfg=3.0)
+    assert torch.equal(images, own) and not torch.equal(images, guided)
 
 
 def test_to_file_streams_into_the_output_folder(model, outdir):

@@ -105,6 +105,10 @@ def test_sampler_reproduces_seeds_and_pins_conditions(model, prompt):
                 shift=3.0, denoise=1.0)
     a, b, c = (run("SoraSampler", seed=s, **args)[0]["samples"] for s in (1, 1, 2))
     assert torch.equal(a, b) and not torch.allclose(a, c)
+    own_cfg = model.model.schedule.cfg                  # cfg 0 on the widget: the model's own
+    assert own_cfg not in (0.0, 1.0, 2.0)
+    by_zero, by_own, off = (run("SoraSampler", seed=1, **{**args, "cfg": g})[0]["samples"] for g in (0.0, own_cfg, 1.0))
+    assert torch.equal(by_zero, by_own) and not torch.allclose(by_zero, off) and not torch.allclose(by_zero, a)
     image = clip(1)
     (conds,) = run("SoraImageToVideo", model=model, image=image, position="start", strength=1.0)
     pinned = run("SoraSampler", seed=3, frame_conditions=conds, **args)[0]["samples"]
