@@ -113,6 +113,16 @@ def test_exported_weights_load(tmp_path):
     tuned, tuned_cfg = load_component(dec_path, kind="vae")
     assert encoder_id(tuned) == encoder_id(vae) and tuned_cfg.latents_std == cfg.latents_std
     assert not torch.equal(tuned.decoder.conv_out.weight, vae.decoder.conv_out.weight)
+    # the object-weighted decoder loss on a scene mix: a different loss than the plain one on the same step
+    weighted = VAETrainer(dataclasses.replace(dec_preset, object_weight=4.0, shape_probs=(0, 1, 0), size_probs=(1, 0)),
+                          tmp_path / "dec_w", progress=False, init_path=str(vae_path))
+    plain = VAETrainer(dataclasses.replace(dec_preset, shape_probs=(0, 1, 0), size_probs=(1, 0)),
+                       tmp_path / "dec_p", progress=False, init_path=str(vae_path))
+    assert weighted.data.scene_mix == "shape_probs=[0.0, 1.0, 0.0] size_probs=[1.0, 0.0]"
+    (lw, mw), (lp, mp) = weighted.loss(0), plain.loss(0)
+    assert mw["l1"] == pytest.approx(mp["l1"]) and float(lw) != pytest.approx(float(lp))
+    with pytest.raises(ValueError, match="object_weight"):
+        dataclasses.replace(dec_preset, object_weight=-1.0)
     dit, _ = load_component(dit_dir / "dit.safetensors", kind="dit")
     text, _ = load_component(dit_dir / "text_encoder.safetensors", kind="text_encoder")
     ema = dit_run.ema_module()

@@ -316,3 +316,18 @@ def test_parity_with_diffusers_autoencoder_kl_wan():
     bench = vae_preset("bench")
     original = {k: None for k in _original_wan_keys(bench)}
     assert {wan_original_key(k) for k in original} == set(convert_wan_vae_to_diffusers(original))
+
+
+def test_object_pixel_weight_covers_the_objects_and_their_corners():
+    from sora_core.media.video_io import frames_to_tensor
+    from sora_core.train.vae_trainer import object_pixel_weight
+    from sora_core.world.metrics import object_masks
+    from sora_core.world.scene import ObjectRequest, sample_scene
+    from sora_core.world.render import render
+    frames = render(sample_scene(3, 64, 64, 5, 8.0, n_objects=1, objects=[ObjectRequest(shape="square", size="small")]))
+    w = object_pixel_weight(frames_to_tensor(frames)[None], 4.0, grow=2)[0, 0]
+    obj = torch.from_numpy(object_masks(frames))
+    assert w.shape == obj.shape and set(w.unique().tolist()) == {1.0, 5.0}
+    assert bool((w[obj] == 5.0).all())
+    grown = int((w == 5.0).sum())
+    assert int(obj.sum()) < grown < int(obj.sum()) * 4          # the objects plus a rim two pixels wide

@@ -59,6 +59,19 @@ def random_crop(video: torch.Tensor, size: int | None, rng) -> torch.Tensor:
 
 
 @torch.no_grad()
+def object_pixel_weight(video: torch.Tensor, weight: float, grow: int = 2) -> torch.Tensor:
+    """(B, 1, T, H, W) loss weights of clips (B, 3, T, H, W) in [-1, 1]: 1 + ``weight`` on the world's
+    object pixels (brightest channel at ``perception.OBJECT_LEVEL``; every background, ground, occluder
+    and trail is darker), grown by ``grow`` pixels so the background at an object's corners counts too."""
+    from ..world.perception import OBJECT_LEVEL
+    m = (((video.amax(1, keepdim=True) + 1) * 127.5) >= OBJECT_LEVEL).float()
+    if grow > 0:
+        k = 2 * grow + 1
+        m = torch.nn.functional.max_pool3d(m, (1, k, k), stride=1, padding=(0, grow, grow))
+    return 1.0 + weight * m
+
+
+@torch.no_grad()
 def reconstruct(vae: nn.Module, video: torch.Tensor, bf16: bool = False) -> torch.Tensor:
     """Encode (posterior mean) and decode, clip by clip: (B, 3, T, H, W) -> same shape."""
     out = []
@@ -115,7 +128,8 @@ class VAETrainer(StageTrainer):
         if p.crop is not None and (p.crop < 1 or p.crop % self.cfg.spatial_factor):
             raise ValueError(f"crop={p.crop} must be a positive multiple of the VAE's spatial factor "
                              f"{self.cfg.spatial_factor}")
-        self.data = WorldClips(self.buckets, p.seed, p.fps, 0.0, self.env.rank, self.env.world_size)
+        self.data = WorldClips(self.buckets, p.seed, p.fps, 0.0, self.env.rank, self.env.world_size,
+                               object_probs=p.object_probs, shape_probs=p.shape_probs, size_probs=p.size_probs)
         self.dit = self.text_context = None
         if p.denoised_dit is not None:
             self._load_dit(p.denoised_dit)
@@ -183,12 +197,19 @@ class VAETrainer(StageTrainer):
         return loss + p.kl_weight * kl, {**metrics, "kl": float(kl.detach())}
 
     def _recon_loss(self, recon: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """L1 or MSE (``recon_loss``) + ``ssim_weight`` * (1 - SSIM), and the l1 / mse / ssim figures."""
+        """L1 or MSE (``recon_loss``; weighted by ``object_pixel_weight`` when ``object_weight`` > 0) +
+        ``ssim_weight`` * (1 - SSIM), and the plain l1 / mse / ssim figures."""
         p = self.preset
         err = recon - x
         l1, mse = err.abs().mean(), err.pow(2).mean()
         ssim = ssim_frames(recon, x) if p.ssim_weight else torch.zeros(())
-        loss = (mse if p.recon_loss == "mse" else l1) + p.ssim_weight * (1.0 - ssim)
+        if p.object_weight > 0:
+            w = object_pixel_weight(x, p.object_weight)
+            per = err.pow(2) if p.recon_loss == "mse" else err.abs()
+            rec = (per * w).sum() / (w.sum() * x.shape[1])
+        else:
+            rec = mse if p.recon_loss == "mse" else l1
+        loss = rec + p.ssim_weight * (1.0 - ssim)
         return loss, {"l1": float(l1.detach()), "mse": float(mse.detach()), "ssim": float(ssim.detach())}
 
     def _denoised_loss(self, step: int, rng) -> tuple[torch.Tensor, dict]:
