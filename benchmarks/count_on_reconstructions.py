@@ -1,4 +1,4 @@
-"""The object count on the VAE's own reconstructions of world clips: what the count can read at best.
+"""The object count and shape on the VAE's own reconstructions of world clips: what they can read at best.
 
 Each scene of a prompt set is rendered (the ground truth), encoded and decoded by the model's VAE,
 and both are read by the analytic captioner. A DiT that produced exactly the latent of a real clip
@@ -6,7 +6,7 @@ would be scored like the reconstruction, so its "exactly the asked objects" rate
 the text-to-video count. Printed per kind (ground truth / reconstruction): right, too few, too many,
 counted two ways: every detection an object (the count before shades were merged) and objects as
 ``perception.objects_in_frame`` groups them (touching detections in neighbouring palette colours are
-one object in two shades).
+one object in two shades). Then, for one-object scenes, the shape read right per size and shape.
 
     python benchmarks/count_on_reconstructions.py --prompt-set world-single --count 200 --seed 57
     python benchmarks/count_on_reconstructions.py --prompt-set world --count 200 --seed 57
@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     from sora_core.evaluation.evaluate import model_prompt_set
     from sora_core.media.video_io import frames_to_tensor, tensor_to_frames
     from sora_core.pipeline import SoraModel, decode_latents, encode_video
+    from sora_core.world import metrics as M
     from sora_core.world.captioner import analyze, at_once
     from sora_core.world.perception import objects_in_frame
     from sora_core.world.render import render
@@ -46,13 +47,19 @@ def main(argv=None) -> int:
     d = model.defaults
     entries = model_prompt_set(model, args.prompt_set, args.count, args.seed)
     tally = {(k, w): [0, 0, 0] for k in ("ground truth", "reconstruction") for w in ("detections", "objects")}
+    shapes = {}                                    # (size, shape) -> [scenes, right on truth, right on recon]
     t0 = time.perf_counter()
     for e in entries:
         truth = render(e.spec)
         recon = tensor_to_frames(decode_latents(model, encode_video(model, frames_to_tensor(truth)[None]))[0])
         want = len(e.spec.objects)
-        for kind, frames in (("ground truth", truth), ("reconstruction", recon)):
+        row = shapes.setdefault((e.spec.objects[0].size, e.spec.objects[0].shape), [0, 0, 0]) if want == 1 else None
+        if row is not None:
+            row[0] += 1
+        for i, (kind, frames) in enumerate((("ground truth", truth), ("reconstruction", recon))):
             a = analyze(frames, d.fps)
+            if row is not None:
+                row[1 + i] += M.prompt_adherence(a, e.spec).get("shape") == 1.0
             for way, per_frame in (("detections", [len(x) for x in a.detections]),
                                    ("objects", [objects_in_frame(x) for x in a.detections])):
                 got = at_once(per_frame)
@@ -63,6 +70,11 @@ def main(argv=None) -> int:
     for (kind, way), (right, few, many) in tally.items():
         n = len(entries)
         print(f"| {kind} | {way} | {right / n:.1%} | {few / n:.1%} | {many / n:.1%} |")
+    if shapes:
+        print("\n| one object | scenes | shape right, ground truth | shape right, reconstruction |")
+        print("| --- | --- | --- | --- |")
+        for (size, shape), (n, gt, rec) in sorted(shapes.items()):
+            print(f"| {size} {shape} | {n} | {gt / n:.1%} | {rec / n:.1%} |")
     return 0
 
 

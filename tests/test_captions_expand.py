@@ -251,3 +251,32 @@ def test_the_expander_node_takes_schedules_and_names_its_input():
     assert caption.startswith("0:A ") and " | 30:A " in caption and "green triangle moving left" in caption
     with pytest.raises(ValueError, match="Sora Prompt Expander: input 'text'.*dragon"):
         node.expand("a red dragon", 0)
+
+
+def test_expansion_gives_an_open_size_the_large_objects_the_model_draws_right(monkeypatch):
+    """An object whose size the prompt leaves open is large (expand.OPEN_SIZE); a size the prompt says
+    is kept; open_size=None draws sizes as the world does; a scene too crowded at that size falls back
+    to drawn sizes instead of failing."""
+    import sora_core.prompts.expand as E
+    sizes = lambda text, **kw: [tuple(o.size for o in prompt_to_scene(text, s, **kw).objects) for s in range(30)]
+    assert set(sizes("a red box moving left")) == {("large",)}
+    assert set(sizes("a tiny red box")) == {("small",)} and set(sizes("a big red box")) == {("large",)}
+    assert set(sizes("a small red ball and a blue box")) == {("small", "large")}
+    assert set(sizes("a red box", open_size=None)) == {("small",), ("large",)}
+    assert set(sizes("a red box", open_size="small")) == {("small",)}
+    assert expand_prompt("a red box", 3).startswith("A large red box")
+    with pytest.raises(ValueError, match="open_size='huge' is unknown; allowed: small, large or None"):
+        prompt_to_scene("a red box", 0, open_size="huge")
+    real = E.sample_scene
+
+    asked = []
+
+    def crowded(*a, objects=None, **k):
+        asked.append([o.size for o in objects])
+        if any(o.size == "large" for o in objects):
+            raise ValueError("cannot place 3 objects without overlap in a 16x16 frame")
+        return real(*a, objects=objects, **k)
+    monkeypatch.setattr(E, "sample_scene", crowded)
+    spec = prompt_to_scene("a red ball and a small blue box and a green triangle", 4, width=16, height=16, frames=5)
+    assert [o.shape for o in spec.objects] == ["circle", "square", "triangle"] and spec.objects[1].size == "small"
+    assert asked == [["large", "small", "large"], [None, "small", None]]

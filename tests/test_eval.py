@@ -257,7 +257,9 @@ def test_fills_are_drawn_per_prompt_line_and_the_truth_matches_the_expansion(tin
     from sora_core.world.captioner import analyze
     from sora_core.world.captions import long_caption
     captions = [prompt_for_model("a red box moving left", 0, True, 64, 64, 17, 8.0, line) for line in range(1, 41)]
-    assert len(set(captions)) > 10 and {"small", "large"} <= {c.split()[1] for c in captions}
+    assert len(set(captions)) > 10 and {c.split()[1] for c in captions} == {"large"}     # expand.OPEN_SIZE
+    small = [prompt_for_model("a tiny red box", 0, True, 64, 64, 17, 8.0, line) for line in range(1, 11)]
+    assert {c.split()[1] for c in small} == {"small"} and len(set(small)) > 5
     assert captions[3] == prompt_for_model("a red box moving left", 0, True, 64, 64, 17, 8.0, 4)
     assert fills_seed(0, 4) != fills_seed(1, 4) and fills_seed(0, 4, 1) != fills_seed(0, 4)
     assert prompt_for_model("a red box", 3, False, 64, 64, 17, 8.0, 4) == "a red box"

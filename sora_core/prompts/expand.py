@@ -22,6 +22,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from ..world import vocab as V
 from ..world.captions import long_caption
 from ..world.prompt_parse import MOVING_MOTIONS, PromptParse, UnknownWordsError, parse_prompt
@@ -54,25 +56,45 @@ def _background(rng, p: PromptParse) -> BackgroundSpec | None:
     return BackgroundSpec(kind, tuple(cols), bool(p.ground), int(rng.integers(2**31)))
 
 
+# The size an expansion gives an object whose size the prompt leaves open. At the default 64 x 64 a small
+# object is 10 pixels wide, under three latent pixels: the default model draws a small box as a ball in
+# about half the clips, a large one right in nine of ten (docs/model_card.md, "Small boxes"). A prompt
+# that says "small" (little, tiny) still gets a small object; None draws open sizes as the world does.
+OPEN_SIZE = "large"
+
+
 def prompt_to_scene(text: str, seed, width: int = 64, height: int = 64, frames: int = 17,
-                    fps: float = 8.0) -> SceneSpec:
+                    fps: float = 8.0, open_size: str | None = OPEN_SIZE) -> SceneSpec:
     """The scene a prompt describes, everything it leaves open drawn from ``seed`` (int or
-    numpy Generator). Raises UnknownWordsError for words outside the vocabulary."""
+    numpy Generator), an open size ``open_size`` where the objects fit in the frame at that size (None:
+    drawn). Raises UnknownWordsError for words outside the vocabulary."""
+    if open_size is not None and open_size not in V.SIZES:
+        raise ValueError(f"open_size={open_size!r} is unknown; allowed: {', '.join(V.SIZES)} or None")
     p = parse_prompt(text)
     if p.unknown:
         raise UnknownWordsError(p.unknown, text)
     rng = as_rng(seed)
     objs = _resolve_moving(rng, p.objects)
     event = p.event or ("pan" if p.pan else None)
-    return sample_scene(rng, width, height, frames, fps, n_objects=len(objs) or None,
-                        event=event or "none", objects=objs, background=_background(rng, p),
-                        ground=p.ground, pan_direction=p.pan, event_target=p.target)
+    background = _background(rng, p)
+
+    def scene(r, objects):
+        return sample_scene(r, width, height, frames, fps, n_objects=len(objects) or None,
+                            event=event or "none", objects=objects, background=background,
+                            ground=p.ground, pan_direction=p.pan, event_target=p.target)
+    if open_size is not None and objs and any(o.size is None for o in objs):
+        first = np.random.default_rng(rng.integers(2**63))
+        try:
+            return scene(first, [o if o.size else replace(o, size=open_size) for o in objs])
+        except ValueError:          # too crowded at that size: the sizes are drawn (and shrunk) as the world does
+            pass
+    return scene(rng, objs)
 
 
-def expand_prompt(text: str, seed, **grid) -> str:
-    """The long caption of ``prompt_to_scene(text, seed, **grid)``: a detailed caption in the
-    training distribution that keeps every constraint of the prompt."""
-    return long_caption(prompt_to_scene(text, seed, **grid))
+def expand_prompt(text: str, seed, open_size: str | None = OPEN_SIZE, **grid) -> str:
+    """The long caption of ``prompt_to_scene(text, seed, open_size=open_size, **grid)``: a detailed
+    caption in the training distribution that keeps every constraint of the prompt."""
+    return long_caption(prompt_to_scene(text, seed, open_size=open_size, **grid))
 
 
 def expand_schedule(text: str, seed, **grid) -> str:
@@ -101,7 +123,8 @@ SYSTEM_PROMPT = (
     "standing still; backgrounds: a plain " + "/".join(V.BACKGROUND_COLOURS) + " background, a gradient "
     "from one of those to another, or a textured landscape, optionally above a textured ground; "
     "events: an object passes behind a bar and reappears, an object leaves a trail, or the camera "
-    "pans left/right. 1 to 3 objects. Keep everything the prompt says; fill the rest. Answer with the "
+    "pans left/right. 1 to 3 objects. Keep everything the prompt says; fill the rest (an object whose "
+    "size the prompt does not give is large). Answer with the "
     "caption only, in this form: 'A large red ball bouncing and a small blue box moving left, on a "
     "plain navy background. The red ball leaves a trail.'")
 
