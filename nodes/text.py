@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from . import graph_ops
 from sora_core.prompts import expand
 
@@ -50,12 +52,18 @@ class SoraPromptExpand:
                                 "tooltip": "A short prompt in the world's vocabulary (shapes, colours, motions, "
                                            "backgrounds), or a schedule 'SECONDS:prompt | SECONDS:prompt ...'."}),
             "seed": ("INT", {"default": 0, "min": 0, "max": 2 ** 31 - 1, "control_after_generate": True,
-                             "tooltip": "Chooses whatever the prompt leaves open (background, sizes, ...)."}),
+                             "tooltip": "Chooses whatever the prompt leaves open (background, motion, ...); "
+                                        "an object's size the prompt leaves open is large."}),
+        }, "optional": {
+            "image": ("IMAGE", {"tooltip": "The start image of an image-to-video graph: an object's size the "
+                                           "prompt leaves open is the size the image shows."}),
         }}
 
-    def expand(self, text, seed):
+    def expand(self, text, seed, image=None):
+        size = expand.OPEN_SIZE if image is None else expand.open_size(
+            (image[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
         try:
-            return (expand.expand_schedule(text, seed),)
+            return (expand.expand_schedule(text, seed, size),)
         except ValueError as e:                  # unknown words, or a malformed schedule
             raise ValueError(f"Sora Prompt Expander: input 'text': {e}") from None
 

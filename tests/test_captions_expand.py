@@ -7,6 +7,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import torch
 
 from sora_core.world import vocab as V
 from sora_core.world.captioner import analyze
@@ -251,6 +252,15 @@ def test_the_expander_node_takes_schedules_and_names_its_input():
     assert caption.startswith("0:A ") and " | 30:A " in caption and "green triangle moving left" in caption
     with pytest.raises(ValueError, match="Sora Prompt Expander: input 'text'.*dragon"):
         node.expand("a red dragon", 0)
+    # an optional start image (IMAGE, floats in [0, 1]) gives an open size its own
+    from sora_core.world.render import render
+    from sora_core.world.scene import ObjectRequest, sample_scene
+    small = render(sample_scene(5, 64, 64, 1, 8.0, n_objects=1, objects=[ObjectRequest("square", "red", "small")]))
+    image = torch.from_numpy(small).float() / 255
+    assert node.expand("a red box", 3)[0].startswith("A large red box")
+    assert node.expand("a red box", 3, image=image)[0].startswith("A small red box")
+    assert node.expand("0:a red box | 5:a big blue ball", 3, image=image)[0].startswith("0:A small red box")
+    assert "5:A large blue ball" in node.expand("0:a red box | 5:a big blue ball", 3, image=image)[0]
 
 
 def test_expansion_gives_an_open_size_the_large_objects_the_model_draws_right(monkeypatch):

@@ -62,6 +62,26 @@ def test_image_and_expand(tmp_path, model_dir, capsys):
     assert "expanded prompt: " in capsys.readouterr().err
 
 
+def test_expansion_takes_an_open_size_from_the_start_image(tmp_path, model_dir, capsys):
+    """With --image, an object whose size the prompt leaves open gets the size the image shows (the
+    captioner's reading), so the caption does not contradict the first frame; a size the prompt says
+    wins; without an image it is large (expand.OPEN_SIZE)."""
+    from sora_core.prompts.expand import open_size
+    from sora_core.world.render import render
+    from sora_core.world.scene import ObjectRequest, sample_scene
+
+    def frame(size):
+        return render(sample_scene(5, 64, 64, 1, 8.0, n_objects=1, objects=[ObjectRequest("square", "red", size)]))[0]
+    assert (open_size(frame("small")), open_size(frame("large")), open_size(None)) == ("small", "large", "large")
+    assert open_size(np.zeros((64, 64, 3), np.uint8)) == "large"                   # nothing seen
+    img = tmp_path / "small.png"
+    cv2.imwrite(str(img), frame("small")[..., ::-1])
+    for prompt, said in (("a red box moving left", "small"), ("a big red box moving left", "large")):
+        sora_generate(prompt, "--out", tmp_path / "v.mp4", "--model", model_dir, "--image", img, "--width", 64,
+                      "--height", 64, "--steps", 1, "--no-progress")
+        assert f"expanded prompt: A {said} red box moving left" in capsys.readouterr().err
+
+
 def _sent_prompts(monkeypatch):
     """Record the prompts the pipeline encodes."""
     import sora_core.pipeline as pipeline

@@ -29,7 +29,7 @@ from ..world.captions import long_caption
 from ..world.prompt_parse import MOVING_MOTIONS, PromptParse, UnknownWordsError, parse_prompt
 from ..world.scene import BackgroundSpec, ObjectRequest, SceneSpec, as_rng, sample_scene
 
-__all__ = ["PromptParse", "UnknownWordsError", "parse_prompt", "prompt_to_scene", "expand_prompt",
+__all__ = ["PromptParse", "UnknownWordsError", "parse_prompt", "prompt_to_scene", "expand_prompt", "open_size",
            "ChatExpander", "ExpansionError"]
 
 
@@ -61,6 +61,17 @@ def _background(rng, p: PromptParse) -> BackgroundSpec | None:
 # about half the clips, a large one right in nine of ten (docs/model_card.md, "Small boxes"). A prompt
 # that says "small" (little, tiny) still gets a small object; None draws open sizes as the world does.
 OPEN_SIZE = "large"
+
+
+def open_size(image=None) -> str:
+    """The size an expansion gives an object whose size the prompt leaves open: with a start image
+    (uint8 (H, W, 3)) whose objects the captioner reads as all one size, that size, so the caption does
+    not contradict the frame the video starts from; else ``OPEN_SIZE``."""
+    if image is None:
+        return OPEN_SIZE
+    from ..world.captioner import analyze
+    sizes = {o.size for o in analyze(np.asarray(image)[None]).objects}
+    return sizes.pop() if len(sizes) == 1 else OPEN_SIZE
 
 
 def prompt_to_scene(text: str, seed, width: int = 64, height: int = 64, frames: int = 17,
@@ -97,15 +108,15 @@ def expand_prompt(text: str, seed, open_size: str | None = OPEN_SIZE, **grid) ->
     return long_caption(prompt_to_scene(text, seed, open_size=open_size, **grid))
 
 
-def expand_schedule(text: str, seed, **grid) -> str:
+def expand_schedule(text: str, seed, open_size: str | None = OPEN_SIZE, **grid) -> str:
     """``expand_prompt`` of a prompt, or of each prompt of a schedule (``"0:a red ball | 20:a blue box"``,
     ``prompts.schedule.parse_schedule``), which keeps its start times: every window of a long video gets a
     caption of the training distribution. Raises UnknownWordsError / ScheduleError naming the part."""
     from .schedule import parse_schedule
     cues = parse_schedule(text)
     if len(cues) == 1 and cues[0].prompt == text.strip():          # one prompt, no start time
-        return expand_prompt(text, seed, **grid)
-    return " | ".join(f"{c.seconds:g}:{expand_prompt(c.prompt, seed, **grid)}" for c in cues)
+        return expand_prompt(text, seed, open_size, **grid)
+    return " | ".join(f"{c.seconds:g}:{expand_prompt(c.prompt, seed, open_size, **grid)}" for c in cues)
 
 
 # ---------------------------------------------------------------------------------------------
