@@ -60,7 +60,7 @@ class SoraPromptExpand:
         }}
 
     def expand(self, text, seed, image=None):
-        size = expand.OPEN_SIZE if image is None else expand.open_size(
+        size = expand.OPEN_SIZE if image is None else expand.open_size_from(
             (image[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
         try:
             return (expand.expand_schedule(text, seed, size),)

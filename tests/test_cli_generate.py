@@ -66,14 +66,14 @@ def test_expansion_takes_an_open_size_from_the_start_image(tmp_path, model_dir, 
     """With --image, an object whose size the prompt leaves open gets the size the image shows (the
     captioner's reading), so the caption does not contradict the first frame; a size the prompt says
     wins; without an image it is large (expand.OPEN_SIZE)."""
-    from sora_core.prompts.expand import open_size
+    from sora_core.prompts.expand import open_size_from
     from sora_core.world.render import render
     from sora_core.world.scene import ObjectRequest, sample_scene
 
     def frame(size):
         return render(sample_scene(5, 64, 64, 1, 8.0, n_objects=1, objects=[ObjectRequest("square", "red", size)]))[0]
-    assert (open_size(frame("small")), open_size(frame("large")), open_size(None)) == ("small", "large", "large")
-    assert open_size(np.zeros((64, 64, 3), np.uint8)) == "large"                   # nothing seen
+    assert (open_size_from(frame("small")), open_size_from(frame("large")), open_size_from(None)) == ("small", "large", "large")
+    assert open_size_from(np.zeros((64, 64, 3), np.uint8)) == "large"                   # nothing seen
     img = tmp_path / "small.png"
     cv2.imwrite(str(img), frame("small")[..., ::-1])
     for prompt, said in (("a red box moving left", "small"), ("a big red box moving left", "large")):

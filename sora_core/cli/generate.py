@@ -260,9 +260,9 @@ def validate(args, spec, found=None) -> Request:
 
 def _expand(prompt: str, seed: int, req: Request) -> str:
     """The world's prompt expansion for this grid (scaled up to the world's smallest frame, same aspect)."""
-    from ..prompts.expand import expand_prompt, open_size
+    from ..prompts.expand import expand_prompt, open_size_from
     up = max(1.0, 16 / min(req.width, req.height))
-    return expand_prompt(prompt, seed, open_size(req.image), width=round(req.width * up),
+    return expand_prompt(prompt, seed, open_size_from(req.image), width=round(req.width * up),
                          height=round(req.height * up), frames=req.frames, fps=req.fps)
 
 

@@ -29,7 +29,7 @@ from ..world.captions import long_caption
 from ..world.prompt_parse import MOVING_MOTIONS, PromptParse, UnknownWordsError, parse_prompt
 from ..world.scene import BackgroundSpec, ObjectRequest, SceneSpec, as_rng, sample_scene
 
-__all__ = ["PromptParse", "UnknownWordsError", "parse_prompt", "prompt_to_scene", "expand_prompt", "open_size",
+__all__ = ["PromptParse", "UnknownWordsError", "parse_prompt", "prompt_to_scene", "expand_prompt", "open_size_from",
            "ChatExpander", "ExpansionError"]
 
 
@@ -58,12 +58,12 @@ def _background(rng, p: PromptParse) -> BackgroundSpec | None:
 
 # The size an expansion gives an object whose size the prompt leaves open. At the default 64 x 64 a small
 # object is 10 pixels wide, under three latent pixels: the default model draws a small box as a ball in
-# about half the clips, a large one right in nine of ten (docs/model_card.md, "Small boxes"). A prompt
+# about half the clips, a large one right in nine of ten (docs/training.md, "Small boxes"). A prompt
 # that says "small" (little, tiny) still gets a small object; None draws open sizes as the world does.
 OPEN_SIZE = "large"
 
 
-def open_size(image=None) -> str:
+def open_size_from(image=None) -> str:
     """The size an expansion gives an object whose size the prompt leaves open: with a start image
     (uint8 (H, W, 3)) whose objects the captioner reads as all one size, that size, so the caption does
     not contradict the frame the video starts from; else ``OPEN_SIZE``."""
