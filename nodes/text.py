@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-
-from . import graph_ops
+from . import graph_ops, video
 from sora_core.prompts import expand
 
 CATEGORY = "Sora/text"
@@ -60,8 +58,7 @@ class SoraPromptExpand:
         }}
 
     def expand(self, text, seed, image=None):
-        size = expand.OPEN_SIZE if image is None else expand.open_size_from(
-            (image[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy())
+        size = expand.open_size_from(None if image is None else video.image_to_frames(image)[0])
         try:
             return (expand.expand_schedule(text, seed, size),)
         except ValueError as e:                  # unknown words, or a malformed schedule

@@ -23,7 +23,8 @@ from .common import autocast, step_generator, step_seed
 from .data import WorldClips
 from .latent_cache import LatentCache
 from .loop import StageTrainer, check_export_dir
-from .shared import TextContextCache, encoder_id, flow_pair, parse_bucket, resolve_weights, trained_pair_paths
+from .shared import (TextContextCache, encoder_id, flow_pair, grow_mask, parse_bucket, resolve_weights,
+                     trained_pair_paths)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,10 +96,7 @@ def object_latent_mask(frames: np.ndarray, spatial: int, temporal: int, grow: in
     m = torch.from_numpy(object_masks(frames)).float()                       # (T, H, W)
     m = torch.cat([m[:1].expand(temporal - 1, -1, -1), m]) if temporal > 1 else m
     m = torch.nn.functional.max_pool3d(m[None, None], (temporal, spatial, spatial))
-    if grow > 0:
-        k = 2 * grow + 1
-        m = torch.nn.functional.max_pool3d(m, (1, k, k), stride=1, padding=(0, grow, grow))
-    return m[0, 0]
+    return grow_mask(m, grow)[0, 0]
 
 
 def add_ghosts(z: torch.Tensor, objects: torch.Tensor, t_frames: torch.Tensor, apply: torch.Tensor,

@@ -126,3 +126,12 @@ class TextContextCache:
 
     def __len__(self) -> int:
         return len(self.entries)
+
+
+def grow_mask(mask: torch.Tensor, grow: int) -> torch.Tensor:
+    """A 0/1 mask (N, C, T, H, W) grown by ``grow`` pixels in H and W (a max filter), so the background at
+    an object's edges and corners counts with it."""
+    if grow <= 0:
+        return mask
+    k = 2 * grow + 1
+    return torch.nn.functional.max_pool3d(mask, (1, k, k), stride=1, padding=(0, grow, grow))

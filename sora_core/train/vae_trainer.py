@@ -19,7 +19,8 @@ from .buckets import BucketTable
 from .common import autocast, step_generator, step_seed
 from .data import WorldClips
 from .loop import StageTrainer, check_export_dir
-from .shared import TextContextCache, encoder_id, flow_pair, parse_bucket, resolve_weights, trained_pair_paths
+from .shared import (TextContextCache, encoder_id, flow_pair, grow_mask, parse_bucket, resolve_weights,
+                     trained_pair_paths)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,14 +62,12 @@ def random_crop(video: torch.Tensor, size: int | None, rng) -> torch.Tensor:
 @torch.no_grad()
 def object_pixel_weight(video: torch.Tensor, weight: float, grow: int = 2) -> torch.Tensor:
     """(B, 1, T, H, W) loss weights of clips (B, 3, T, H, W) in [-1, 1]: 1 + ``weight`` on the world's
-    object pixels (brightest channel at ``perception.OBJECT_LEVEL``; every background, ground, occluder
-    and trail is darker), grown by ``grow`` pixels so the background at an object's corners counts too."""
-    from ..world.perception import OBJECT_LEVEL
-    m = (((video.amax(1, keepdim=True) + 1) * 127.5) >= OBJECT_LEVEL).float()
-    if grow > 0:
-        k = 2 * grow + 1
-        m = torch.nn.functional.max_pool3d(m, (1, k, k), stride=1, padding=(0, grow, grow))
-    return 1.0 + weight * m
+    object pixels (``metrics.object_masks``), grown by ``grow`` pixels so the background at an object's
+    corners counts too."""
+    from ..media.video_io import tensor_to_frames
+    from ..world.metrics import object_masks
+    m = torch.from_numpy(np.stack([object_masks(tensor_to_frames(v)) for v in video])).float()
+    return 1.0 + weight * grow_mask(m[:, None], grow).to(video.device)
 
 
 @torch.no_grad()
