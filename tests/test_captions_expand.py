@@ -267,7 +267,7 @@ def test_expansion_gives_an_open_size_the_large_objects_the_model_draws_right(mo
     """An object whose size the prompt leaves open is large (expand.OPEN_SIZE); a size the prompt says
     is kept; open_size=None draws sizes as the world does; a scene too crowded at that size falls back
     to drawn sizes instead of failing."""
-    import sora_core.prompts.expand as E
+    import sora_core.world.scene as E          # where the scene is placed
     sizes = lambda text, **kw: [tuple(o.size for o in prompt_to_scene(text, s, **kw).objects) for s in range(30)]
     assert set(sizes("a red box moving left")) == {("large",)}
     assert set(sizes("a tiny red box")) == {("small",)} and set(sizes("a big red box")) == {("large",)}

@@ -27,7 +27,7 @@ import numpy as np
 from ..world import vocab as V
 from ..world.captions import long_caption
 from ..world.prompt_parse import MOVING_MOTIONS, PromptParse, UnknownWordsError, parse_prompt
-from ..world.scene import BackgroundSpec, ObjectRequest, SceneSpec, as_rng, sample_scene
+from ..world.scene import BackgroundSpec, ObjectRequest, SceneSpec, as_rng, sample_scene_sized
 
 __all__ = ["PromptParse", "UnknownWordsError", "parse_prompt", "prompt_to_scene", "expand_prompt", "open_size_from",
            "ChatExpander", "ExpansionError"]
@@ -87,19 +87,10 @@ def prompt_to_scene(text: str, seed, width: int = 64, height: int = 64, frames: 
     rng = as_rng(seed)
     objs = _resolve_moving(rng, p.objects)
     event = p.event or ("pan" if p.pan else None)
-    background = _background(rng, p)
-
-    def scene(r, objects):
-        return sample_scene(r, width, height, frames, fps, n_objects=len(objects) or None,
-                            event=event or "none", objects=objects, background=background,
-                            ground=p.ground, pan_direction=p.pan, event_target=p.target)
-    if open_size is not None and objs and any(o.size is None for o in objs):
-        first = np.random.default_rng(rng.integers(2**63))
-        try:
-            return scene(first, [o if o.size else replace(o, size=open_size) for o in objs])
-        except ValueError:          # too crowded at that size: the sizes are drawn (and shrunk) as the world does
-            pass
-    return scene(rng, objs)
+    # too crowded at the open size: the sizes are drawn (and shrunk) as the world does
+    return sample_scene_sized(rng, width, height, frames, fps, objects=objs, sizes=[open_size] * len(objs),
+                              n_objects=len(objs) or None, event=event or "none", background=_background(rng, p),
+                              ground=p.ground, pan_direction=p.pan, event_target=p.target)
 
 
 def expand_prompt(text: str, seed, open_size: str | None = OPEN_SIZE, **grid) -> str:

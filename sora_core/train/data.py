@@ -14,7 +14,7 @@ Two ways of drawing scenes:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -229,7 +229,7 @@ def scene_spec(scene_seed: int, bucket: Bucket, fps: float, object_probs=None, s
     1, 2 and 3 objects; ``shape_probs`` / ``size_probs``: weights of each shape / size, drawn per
     object (None: the world's own mix; an option left at None draws the same scenes as before it
     existed)."""
-    from ..world.scene import ObjectRequest, sample_scene
+    from ..world.scene import ObjectRequest, sample_scene, sample_scene_sized
     from ..world.vocab import SHAPES, SIZES
     if object_probs is None and shape_probs is None and size_probs is None:
         return sample_scene(scene_seed, width=bucket.width, height=bucket.height, frames=bucket.frames, fps=fps)
@@ -243,14 +243,10 @@ def scene_spec(scene_seed: int, bucket: Bucket, fps: float, object_probs=None, s
     if shape_probs is not None:
         q = np.asarray(check_shape_probs(shape_probs))
         objects = [ObjectRequest(shape=SHAPES[int(i)]) for i in rng.choice(len(SHAPES), size=n, p=q / q.sum())]
-    if size_probs is not None:
+    if size_probs is not None:      # drawn sizes that do not fit (three large in a small frame): the world's own
         q = np.asarray(check_size_probs(size_probs))
-        sized = [replace(o, size=SIZES[int(i)]) for o, i in
-                 zip(objects or [ObjectRequest()] * n, rng.choice(len(SIZES), size=n, p=q / q.sum()))]
-        try:
-            return sample_scene(np.random.default_rng(rng.integers(2**63)), width=bucket.width,
-                                height=bucket.height, frames=bucket.frames, fps=fps, n_objects=n, objects=sized)
-        except ValueError:      # drawn sizes that do not fit (three large in a small frame): the world's own
-            pass
+        sizes = [SIZES[int(i)] for i in rng.choice(len(SIZES), size=n, p=q / q.sum())]
+        return sample_scene_sized(rng, bucket.width, bucket.height, bucket.frames, fps, n_objects=n,
+                                  objects=objects or [ObjectRequest()] * n, sizes=sizes)
     return sample_scene(rng, width=bucket.width, height=bucket.height, frames=bucket.frames, fps=fps,
                         n_objects=n, objects=objects)

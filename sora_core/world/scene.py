@@ -330,7 +330,23 @@ def sample_scene(seed_or_rng, width: int, height: int, frames: int, fps: float,
     return SceneSpec(tuple(placed), bg, ev, int(width), int(height), int(frames), float(fps))
 
 
+def sample_scene_sized(seed_or_rng, width: int, height: int, frames: int, fps: float, *,
+                       objects: list[ObjectRequest], sizes, **kwargs) -> SceneSpec:
+    """``sample_scene`` with each open size of ``objects`` set to the size at its place in ``sizes``
+    (None keeps it open) where the scene can be placed at those sizes (drawn from a child of the
+    generator); too crowded, the sizes are drawn and shrunk as the world does. Same seed, same scene."""
+    rng = as_rng(seed_or_rng)
+    sized = [o if o.size is not None or s is None else replace(o, size=s) for o, s in zip(objects, sizes)]
+    if sized != list(objects):
+        try:
+            return sample_scene(np.random.default_rng(rng.integers(2**63)), width, height, frames, fps,
+                                objects=sized, **kwargs)
+        except ValueError:
+            pass
+    return sample_scene(rng, width, height, frames, fps, objects=objects, **kwargs)
+
+
 __all__ = ["ObjectSpec", "BackgroundSpec", "EventSpec", "SceneSpec", "check_grid", "ObjectRequest", "as_rng",
-           "sample_scene",
+           "sample_scene", "sample_scene_sized",
            # the motion of a spec (world.motion), kept importable from here
            "radius_px", "floor_y", "occluder_span", "camera_offsets", "bounce_heights", "trajectory", "trajectories"]
